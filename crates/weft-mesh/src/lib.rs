@@ -1,0 +1,8 @@
+//! The mesh control-plane core of weft.
+//!
+//! Everything here is plain Rust with no sockets, clocks or threads: callers feed events in and
+//! take actions out. This crate grows with the mesh issue; today it holds peer identity.
+
+pub mod peer_name;
+
+pub use peer_name::{PeerName, PeerNameError};

@@ -1,0 +1,76 @@
+//! The command line, as clap sees it. Commands and flags follow Weave Net's `weave` script.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weft",
+    version,
+    about = "weft: a container network that speaks Weave Net's protocol",
+    long_about = None,
+    after_help = "Per-host state: --data-dir (WEFT_DATA_DIR, default /var/lib/weft) keeps what survives restarts;\n--run-dir (WEFT_RUN_DIR, default /run/weft) holds the pid file and the router's log (weft.log)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Directory for state that survives router restarts
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_DATA_DIR",
+        default_value = "/var/lib/weft"
+    )]
+    pub data_dir: PathBuf,
+    /// Directory for the pid file, the router's log and sockets
+    #[arg(long, global = true, env = "WEFT_RUN_DIR", default_value = "/run/weft")]
+    pub run_dir: PathBuf,
+    /// Address of the router's HTTP API [env: WEFT_HTTP_ADDR or WEAVE_HTTP_ADDR] [default: 127.0.0.1:6784]
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub http_addr: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the router for this host in the background and print its peer name
+    Launch(LaunchArgs),
+    /// Run the router in the foreground (for systemd and Kubernetes); logs go to stderr
+    Router(RouterArgs),
+    /// Stop the router for this host (attached containers and the bridge stay as they are)
+    Stop,
+    /// Show the router's status
+    Status {
+        /// A sub-view: targets, connections, peers, dns or ipam (as the router offers them)
+        view: Option<String>,
+    },
+    /// Print the version of this program and of the running router
+    Version,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RouterArgs {
+    /// Peer name, like a MAC address (default: persisted, else derived from /etc/machine-id)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Nickname shown next to the peer name (default: the host name)
+    #[arg(long)]
+    pub nickname: Option<String>,
+    /// debug, info, warning or error
+    #[arg(long, default_value = "info", value_parser = ["debug", "info", "warning", "error"])]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LaunchArgs {
+    #[command(flatten)]
+    pub router: RouterArgs,
+    /// Peers to connect to: <ip_address_or_fqdn>[:<port>]
+    pub peers: Vec<String>,
+}

@@ -1,0 +1,63 @@
+//! A small client for the router's HTTP API, with the result mapping the `weave` script uses:
+//! 2xx is success, 404 means "not there", anything else is an error whose body is the message.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub struct Api {
+    addr: SocketAddr,
+    agent: ureq::Agent,
+}
+
+#[derive(Debug)]
+pub enum CallError {
+    /// Nothing accepts connections on the API address.
+    NotRunning,
+    /// The router answered with a non-2xx status.
+    Status { code: u16, body: String },
+    /// The connection failed some other way.
+    Transport(String),
+}
+
+impl Api {
+    pub fn new(addr: SocketAddr) -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(3))
+            .timeout(Duration::from_secs(30))
+            .build();
+        Api { addr, agent }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `GET path` with an optional `Accept` header; the body on 2xx.
+    pub fn get(&self, path: &str, accept: Option<&str>) -> Result<String, CallError> {
+        let mut req = self.agent.get(&format!("http://{}{}", self.addr, path));
+        if let Some(a) = accept {
+            req = req.set("Accept", a);
+        }
+        match req.call() {
+            Ok(resp) => read_body(resp).map_err(CallError::Transport),
+            Err(ureq::Error::Status(code, resp)) => Err(CallError::Status {
+                code,
+                body: read_body(resp).unwrap_or_default(),
+            }),
+            Err(ureq::Error::Transport(t)) => Err(match t.kind() {
+                ureq::ErrorKind::ConnectionFailed => CallError::NotRunning,
+                _ => CallError::Transport(t.to_string()),
+            }),
+        }
+    }
+}
+
+fn read_body(resp: ureq::Response) -> Result<String, String> {
+    let mut body = String::new();
+    resp.into_reader()
+        .take(16 << 20)
+        .read_to_string(&mut body)
+        .map_err(|e| format!("reading the router's answer: {e}"))?;
+    Ok(body)
+}

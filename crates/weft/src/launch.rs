@@ -1,0 +1,211 @@
+//! `weft launch` (start the router as a background daemon) and `weft stop`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use weft_router::state::{Liveness, StateDirs};
+
+use crate::cli::{GlobalArgs, LaunchArgs};
+use crate::client::{Api, CallError};
+use crate::{api_failure, router_config, Failure, Outcome};
+
+/// How long `launch` waits for the new router to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `stop` waits after SIGTERM before SIGKILL (Weave's `docker stop` waits 10 s).
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(100);
+
+pub fn launch(g: &GlobalArgs, args: &LaunchArgs) -> Outcome {
+    if !args.peers.is_empty() {
+        return Err(Failure::new(
+            1,
+            format!(
+                "weft launch: connecting to peers ({}) is not implemented yet; launch without peers",
+                args.peers.join(" ")
+            ),
+        ));
+    }
+    // Validate everything the daemon would reject, so mistakes are reported here.
+    let config = router_config(g, &args.router)?;
+    let dirs = &config.dirs;
+    dirs.prepare().map_err(|e| Failure::new(1, e.to_string()))?;
+    match dirs.liveness().map_err(|e| Failure::new(1, e.to_string()))? {
+        Liveness::Running { pid } => {
+            return Err(Failure::new(
+                3,
+                format!(
+                    "weft is already running (pid {pid}) for run directory {}; you can stop it with 'weft stop'",
+                    dirs.run.display()
+                ),
+            ))
+        }
+        Liveness::Stale | Liveness::NotRunning => {}
+    }
+    let api = Api::new(config.http_addr);
+    match api.get("/status", None) {
+        Err(CallError::NotRunning) => {}
+        _ => {
+            return Err(Failure::new(
+                1,
+                format!(
+                    "a router (Weave Net, or weft with other state directories) already answers on {}; stop it or pass --http-addr",
+                    config.http_addr
+                ),
+            ))
+        }
+    }
+
+    let log_path = dirs.log_file();
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| Failure::new(1, format!("cannot open {}: {e}", log_path.display())))?;
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::new(1, format!("cannot find the weft executable: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("router")
+        .arg("--data-dir")
+        .arg(&dirs.data)
+        .arg("--run-dir")
+        .arg(&dirs.run)
+        .arg("--http-addr")
+        .arg(config.http_addr.to_string())
+        .arg("--log-level")
+        .arg(&args.router.log_level);
+    if let Some(name) = &config.name {
+        cmd.arg("--name").arg(name.to_string());
+    }
+    if let Some(nick) = &config.nickname {
+        cmd.arg("--nickname").arg(nick);
+    }
+    let log_err = log
+        .try_clone()
+        .map_err(|e| Failure::new(1, format!("cannot open {}: {e}", log_path.display())))?;
+    cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
+    // SAFETY: setsid is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Failure::new(1, format!("cannot start the router: {e}")))?;
+
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(Some(exit)) = child.try_wait() {
+            let why = last_error_line(&log_path, log_start)
+                .unwrap_or_else(|| format!("see {}", log_path.display()));
+            let code = if exit.code() == Some(3) { 3 } else { 1 };
+            return Err(Failure::new(
+                code,
+                format!("the weft router exited during start-up ({exit}): {why}"),
+            ));
+        }
+        match api.get("/report", Some("application/json")) {
+            Ok(body) => {
+                let name = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|r| r["Router"]["Name"].as_str().map(str::to_owned))
+                    .ok_or_else(|| Failure::new(1, "the router's /report has no Router.Name"))?;
+                println!("{name}");
+                return Ok(());
+            }
+            Err(CallError::NotRunning) => {}
+            Err(e) => return Err(api_failure(&api, e)),
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Failure::new(
+                1,
+                format!(
+                    "the weft router did not answer on {} within {}s; see {}",
+                    config.http_addr,
+                    START_TIMEOUT.as_secs(),
+                    log_path.display()
+                ),
+            ));
+        }
+        sleep(POLL);
+    }
+}
+
+/// The last line the router logged since `from`, without the log's timestamp and level.
+fn last_error_line(log: &Path, from: u64) -> Option<String> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(log).ok()?;
+    f.seek(SeekFrom::Start(from)).ok()?;
+    let line = BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| !l.trim().is_empty())
+        .last()?;
+    // tracing's format is "<time> <LEVEL> <target>: <message>"; keep the message.
+    Some(match line.split_once(": ") {
+        Some((head, msg)) if head.contains("ERROR") || head.contains("WARN") => msg.to_owned(),
+        _ => line,
+    })
+}
+
+pub fn stop(dirs: &StateDirs) -> Outcome {
+    let pid = match dirs
+        .liveness()
+        .map_err(|e| Failure::new(1, e.to_string()))?
+    {
+        Liveness::Running { pid } if pid > 0 => pid,
+        Liveness::Running { .. } => {
+            return Err(Failure::new(
+                1,
+                "a weft router is starting up; try 'weft stop' again in a moment",
+            ))
+        }
+        Liveness::NotRunning | Liveness::Stale => {
+            // As `weave stop`: say so, but succeed, so scripts can always stop.
+            eprintln!("weft is not running.");
+            return Ok(());
+        }
+    };
+    let target = Pid::from_raw(pid as i32);
+    kill(target, Signal::SIGTERM)
+        .map_err(|e| Failure::new(1, format!("cannot signal the router (pid {pid}): {e}")))?;
+    if wait_stopped(dirs, STOP_TIMEOUT) {
+        return Ok(());
+    }
+    eprintln!(
+        "weft router (pid {pid}) did not stop within {}s; killing it",
+        STOP_TIMEOUT.as_secs()
+    );
+    let _ = kill(target, Signal::SIGKILL);
+    if wait_stopped(dirs, Duration::from_secs(5)) {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            1,
+            format!("weft router (pid {pid}) is still running"),
+        ))
+    }
+}
+
+fn wait_stopped(dirs: &StateDirs, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if !matches!(dirs.liveness(), Ok(Liveness::Running { .. })) {
+            return true;
+        }
+        sleep(POLL);
+    }
+    false
+}

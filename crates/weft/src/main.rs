@@ -1,0 +1,275 @@
+//! `weft`: the command line and, as `weft router`, the router daemon itself.
+
+mod cli;
+mod client;
+mod compat;
+mod launch;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use weft_router::state::StateDirs;
+
+use crate::cli::{Cli, Command, GlobalArgs, RouterArgs};
+use crate::client::{Api, CallError};
+
+/// A failure with the exit status it maps to. The message is one line for the user.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+type Outcome = Result<(), Failure>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(refusal) = compat::refusal(&args) {
+        eprintln!("{refusal}");
+        return ExitCode::from(1);
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Usage errors exit 1, as `weave`'s do; --help and --version are successes.
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("{}", f.message);
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Outcome {
+    let g = &cli.global;
+    match cli.command {
+        Command::Launch(args) => {
+            require_root("launch")?;
+            launch::launch(g, &args)
+        }
+        Command::Router(args) => {
+            require_root("router")?;
+            router(g, &args)
+        }
+        Command::Stop => {
+            require_root("stop")?;
+            launch::stop(&state_dirs(g)?)
+        }
+        Command::Status { view } => status(g, view.as_deref()),
+        Command::Version => version(g),
+    }
+}
+
+fn require_root(command: &str) -> Outcome {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            1,
+            format!("weft {command} must be run as root (it manages the host's network); try: sudo weft {command}"),
+        ))
+    }
+}
+
+/// The state directories, made absolute so a daemon started elsewhere finds the same ones.
+pub fn state_dirs(g: &GlobalArgs) -> Result<StateDirs, Failure> {
+    let abs = |p: &Path| -> Result<PathBuf, Failure> {
+        std::path::absolute(p)
+            .map_err(|e| Failure::new(1, format!("bad directory {}: {e}", p.display())))
+    };
+    Ok(StateDirs {
+        data: abs(&g.data_dir)?,
+        run: abs(&g.run_dir)?,
+    })
+}
+
+/// The API address: --http-addr, else $WEFT_HTTP_ADDR, else $WEAVE_HTTP_ADDR, else the default.
+/// Like Weave's, `:port` means 127.0.0.1:port and a bare host means port 6784.
+pub fn http_addr(g: &GlobalArgs) -> Result<SocketAddr, Failure> {
+    let text = g
+        .http_addr
+        .clone()
+        .or_else(|| std::env::var("WEFT_HTTP_ADDR").ok())
+        .or_else(|| std::env::var("WEAVE_HTTP_ADDR").ok())
+        .unwrap_or_else(|| weft_router::DEFAULT_HTTP_ADDR.to_owned());
+    parse_http_addr(&text).ok_or_else(|| {
+        Failure::new(
+            1,
+            format!("invalid HTTP API address {text:?}: expected <ip>:<port>, <ip> or :<port>"),
+        )
+    })
+}
+
+fn parse_http_addr(text: &str) -> Option<SocketAddr> {
+    if let Ok(a) = text.parse() {
+        return Some(a);
+    }
+    if let Some(port) = text.strip_prefix(':') {
+        return Some(SocketAddr::from((
+            [127, 0, 0, 1],
+            port.parse::<u16>().ok()?,
+        )));
+    }
+    let ip: std::net::IpAddr = text.parse().ok()?;
+    Some(SocketAddr::new(ip, 6784))
+}
+
+pub fn router_config(
+    g: &GlobalArgs,
+    args: &RouterArgs,
+) -> Result<weft_router::RouterConfig, Failure> {
+    let name = args
+        .name
+        .as_deref()
+        .map(|n| {
+            n.parse()
+                .map_err(|e| Failure::new(1, format!("--name: {e}")))
+        })
+        .transpose()?;
+    Ok(weft_router::RouterConfig {
+        dirs: state_dirs(g)?,
+        http_addr: http_addr(g)?,
+        name,
+        nickname: args.nickname.clone(),
+    })
+}
+
+fn router(g: &GlobalArgs, args: &RouterArgs) -> Outcome {
+    let config = router_config(g, args)?;
+    let level = match args.log_level.as_str() {
+        "warning" => "warn",
+        other => other,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(1, format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        let shutdown = shutdown_signal()
+            .map_err(|e| Failure::new(1, format!("cannot install signal handlers: {e}")))?;
+        weft_router::run(config, shutdown).await.map_err(|e| {
+            tracing::error!("{e}");
+            Failure::new(e.exit_code() as u8, e.to_string())
+        })
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
+            _ = int.recv() => tracing::info!("SIGINT received, stopping"),
+        }
+    })
+}
+
+fn status(g: &GlobalArgs, view: Option<&str>) -> Outcome {
+    let api = Api::new(http_addr(g)?);
+    let path = match view {
+        None => "/status".to_owned(),
+        Some(v) => format!("/status/{v}"),
+    };
+    match api.get(&path, None) {
+        Ok(body) if view.is_none() => {
+            print!("\n{body}\n");
+            Ok(())
+        }
+        Ok(body) => {
+            print!("{body}");
+            Ok(())
+        }
+        Err(CallError::Status { code: 404, .. }) if view.is_some() => Err(Failure::new(
+            1,
+            format!(
+                "Invalid 'weft status' sub-command: {}",
+                view.unwrap_or_default()
+            ),
+        )),
+        Err(e) => Err(api_failure(&api, e)),
+    }
+}
+
+/// The user-facing message for a failed API call.
+pub fn api_failure(api: &Api, e: CallError) -> Failure {
+    match e {
+        CallError::NotRunning => Failure::new(1, "weft is not running"),
+        CallError::Status { code, body } => Failure::new(
+            1,
+            format!(
+                "router at {} answered {code}: {}",
+                api.addr(),
+                body.trim_end()
+            ),
+        ),
+        CallError::Transport(t) => {
+            Failure::new(1, format!("cannot reach the router at {}: {t}", api.addr()))
+        }
+    }
+}
+
+fn version(g: &GlobalArgs) -> Outcome {
+    println!("weft {}", weft_router::VERSION);
+    let api = Api::new(http_addr(g)?);
+    if let Ok(body) = api.get("/report", Some("application/json")) {
+        if let Some(v) = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|r| r["Version"].as_str().map(str::to_owned))
+        {
+            println!("weft router {v}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_addr_forms() {
+        assert_eq!(
+            parse_http_addr("127.0.0.1:6784"),
+            Some("127.0.0.1:6784".parse().unwrap())
+        );
+        assert_eq!(
+            parse_http_addr(":7000"),
+            Some("127.0.0.1:7000".parse().unwrap())
+        );
+        assert_eq!(
+            parse_http_addr("10.0.0.1"),
+            Some("10.0.0.1:6784".parse().unwrap())
+        );
+        assert_eq!(parse_http_addr("nonsense"), None);
+        assert_eq!(parse_http_addr(":99999"), None);
+    }
+}
