@@ -204,10 +204,13 @@ impl LabSpec {
 /// The nftables commands that make `chain` drop `percent`% of what passes it (0 clears it).
 pub fn loss_script(chain: &str, percent: u8) -> String {
     let mut s = format!("flush chain bridge weftlab {chain}\n");
-    if percent > 0 {
-        s.push_str(&format!(
-            "add rule bridge weftlab {chain} numgen random mod 100 < {percent} drop\n"
-        ));
+    match percent {
+        0 => {}
+        // numgen values run 0-99, so "< 100" is not a valid match: drop everything.
+        100.. => s.push_str(&format!("add rule bridge weftlab {chain} drop\n")),
+        p => s.push_str(&format!(
+            "add rule bridge weftlab {chain} numgen random mod 100 < {p} drop\n"
+        )),
     }
     s
 }
@@ -279,5 +282,6 @@ mod tests {
             "flush chain bridge weftlab loss_all\n"
         );
         assert!(loss_script("loss_h2", 30).contains("numgen random mod 100 < 30 drop"));
+        assert!(loss_script("loss_h2", 100).ends_with("loss_h2 drop\n"));
     }
 }

@@ -22,9 +22,14 @@ pub enum CallError {
 
 impl Api {
     pub fn new(addr: SocketAddr) -> Self {
+        Self::with_timeout(addr, Duration::from_secs(30))
+    }
+
+    /// A client whose calls give up after `timeout` in all.
+    pub fn with_timeout(addr: SocketAddr, timeout: Duration) -> Self {
         let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(3))
-            .timeout(Duration::from_secs(30))
+            .timeout_connect(Duration::from_secs(3).min(timeout))
+            .timeout(timeout)
             .build();
         Api { addr, agent }
     }

@@ -48,10 +48,10 @@ pub fn launch(g: &GlobalArgs, args: &LaunchArgs) -> Outcome {
         }
         Liveness::Stale | Liveness::NotRunning => {}
     }
-    let api = Api::new(config.http_addr);
-    match api.get("/status", None) {
+    let probe = Api::with_timeout(config.http_addr, Duration::from_secs(3));
+    match probe.get("/status", None) {
         Err(CallError::NotRunning) => {}
-        _ => {
+        Ok(_) | Err(CallError::Status { .. }) => {
             return Err(Failure::new(
                 1,
                 format!(
@@ -60,7 +60,17 @@ pub fn launch(g: &GlobalArgs, args: &LaunchArgs) -> Outcome {
                 ),
             ))
         }
+        Err(CallError::Transport(_)) => {
+            return Err(Failure::new(
+                1,
+                format!(
+                    "{} is already in use by something that is not a weft router; stop it or pass --http-addr",
+                    config.http_addr
+                ),
+            ))
+        }
     }
+    let api = Api::new(config.http_addr);
 
     let log_path = dirs.log_file();
     let log = OpenOptions::new()
