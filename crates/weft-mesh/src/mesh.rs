@@ -1,0 +1,844 @@
+//! The mesh router core: connections, topology gossip, routes, relaying of other channels'
+//! gossip, and the connection maker, behind one sans-IO interface.
+//!
+//! The caller (the router edge) runs one `weft-wire` connection per TCP socket. When a
+//! handshake completes it hands the remote's identity to [`Mesh::connection_ready`], which
+//! accepts or refuses it; after that it feeds every gossip message in with
+//! [`Mesh::handle_gossip`], reports overlay establishment and closures, and calls
+//! [`Mesh::handle_timeout`] when [`Mesh::poll_timeout`] comes due. Everything the core wants
+//! done comes out of [`Mesh::poll_output`]: messages to send, connections to close, addresses to
+//! dial, targets to persist. Time is passed in; randomness comes from a seeded generator.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use crate::gossip::{decode_topology, encode_topology, GossipKind, GossipMsg, TOPOLOGY_CHANNEL};
+use crate::maker::{ConnectionMaker, Dial, TargetError, TargetStatus};
+use crate::topology::{LinkFilter, Peers, RandomSource, Routes};
+use crate::PeerName;
+
+/// Identifies one TCP connection for the lifetime of the process (assigned by the caller).
+pub type ConnId = u64;
+
+/// Timings, as Weave's defaults (reference §8).
+#[derive(Debug, Clone)]
+pub struct MeshTimings {
+    /// Full topology gossip to a random subset of neighbours.
+    pub gossip_interval: Duration,
+    /// Coalescing of local topology changes before they are gossiped.
+    pub update_delay: Duration,
+    /// Delay of garbage collection after applied updates.
+    pub gc_delay: Duration,
+    /// How long an exact duplicate of relayed gossip is remembered.
+    pub duplicate_memory: Duration,
+}
+
+impl Default for MeshTimings {
+    fn default() -> Self {
+        MeshTimings {
+            gossip_interval: Duration::from_secs(30),
+            update_delay: Duration::from_secs(1),
+            gc_delay: Duration::from_secs(1),
+            duplicate_memory: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How this router takes part in the mesh.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    pub name: PeerName,
+    pub nickname: String,
+    pub uid: u64,
+    /// The mesh port (targets without a port use it; discovered inbound peers are dialled on it).
+    pub port: u16,
+    pub discovery: bool,
+    /// Maximum connections; 0 is unlimited.
+    pub conn_limit: usize,
+    pub timings: MeshTimings,
+    /// Seed for every random choice (short ID, fan-out, retry jitter).
+    pub seed: u64,
+}
+
+/// What the remote said about itself in the handshake, plus how we reached it.
+#[derive(Debug, Clone)]
+pub struct Hello {
+    pub name: PeerName,
+    pub nickname: String,
+    pub uid: u64,
+    pub short_id: Option<u16>,
+    /// The connection UID both ends share (myConnID ^ theirConnID).
+    pub conn_uid: u64,
+    pub outbound: bool,
+    pub remote_addr: SocketAddr,
+    /// For outbound connections: the target address we dialled.
+    pub target: Option<String>,
+    /// Refuse unless the remote is already in our topology (discovered targets).
+    pub must_be_known: bool,
+    /// Shown in `weft status connections` after the state (e.g. `encrypted   sleeve`).
+    pub info: String,
+}
+
+/// Why a handshaked connection is not added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("cannot connect to ourself")]
+    SelfConnection,
+    #[error("peer name collision: {0} is our name, with another UID")]
+    NameCollision(PeerName),
+    #[error("found unknown remote name: {0}")]
+    UnknownRemote(PeerName),
+    #[error("already have a connection to {0}")]
+    Duplicate(PeerName),
+    #[error("connection limit of {0} reached")]
+    ConnLimit(usize),
+}
+
+impl Refusal {
+    /// Weave never retries a target that gave one of these.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Refusal::SelfConnection | Refusal::NameCollision(_))
+    }
+}
+
+/// A gossip message a connection may not send; the caller closes that connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GossipError {
+    #[error("gossip on an unknown connection")]
+    UnknownConnection,
+    #[error("the topology channel does not take unicast messages")]
+    TopologyUnicast,
+    #[error("{0}")]
+    BadTopology(String),
+}
+
+/// What the core asks the edge to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Send {
+        conn: ConnId,
+        msg: GossipMsg,
+    },
+    Close {
+        conn: ConnId,
+        reason: String,
+    },
+    Dial(Dial),
+    /// The direct targets changed: persist them (for `--resume`).
+    PersistTargets(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+struct Conn {
+    remote: PeerName,
+    remote_nickname: String,
+    remote_addr: SocketAddr,
+    outbound: bool,
+    established: bool,
+    conn_uid: u64,
+    info: String,
+}
+
+/// One connection as `weft status connections` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionStatus {
+    pub address: String,
+    pub outbound: bool,
+    /// established, pending, or a target's state (connecting, retrying, failed).
+    pub state: String,
+    pub info: String,
+}
+
+/// A snapshot for `/status` and `/report`.
+#[derive(Debug, Clone)]
+pub struct MeshStatus {
+    pub name: PeerName,
+    pub nickname: String,
+    pub port: u16,
+    pub discovery: bool,
+    pub targets: Vec<String>,
+    pub connections: Vec<ConnectionStatus>,
+    pub targets_status: Vec<TargetStatus>,
+    pub peers: Vec<PeerStatus>,
+    pub unicast_routes: Vec<(PeerName, PeerName)>,
+    pub broadcast_routes: Vec<(PeerName, Vec<PeerName>)>,
+    pub termination_count: u64,
+}
+
+/// One peer as this router knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub name: PeerName,
+    pub nickname: String,
+    pub uid: u64,
+    pub short_id: u16,
+    pub version: u64,
+    pub connections: Vec<PeerConnectionStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConnectionStatus {
+    pub name: PeerName,
+    pub nickname: String,
+    pub address: String,
+    pub outbound: bool,
+    pub established: bool,
+}
+
+/// splitmix64: small, seeded, good enough for fan-out and jitter.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+impl RandomSource for Rng {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound.max(1)
+    }
+}
+
+/// Counters for benchmarks and the simulation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MeshStats {
+    pub messages_sent: u64,
+    pub bytes_sent: u64,
+}
+
+/// The mesh router core. See the module docs.
+#[derive(Debug)]
+pub struct Mesh {
+    cfg: MeshConfig,
+    peers: Peers,
+    routes: Routes,
+    routes_dirty: bool,
+    conns: BTreeMap<ConnId, Conn>,
+    by_peer: BTreeMap<PeerName, ConnId>,
+    maker: ConnectionMaker,
+    pending_update: BTreeSet<PeerName>,
+    update_due: Option<Instant>,
+    gc_due: Option<Instant>,
+    next_gossip: Instant,
+    /// Relayed gossip of channels we do not implement: hash → (expiry, payloads).
+    seen: HashMap<u64, Vec<(Instant, Vec<u8>)>>,
+    next_seen_sweep: Instant,
+    out: VecDeque<Output>,
+    /// Topology to send per connection, merged until the edge next polls (Weave merges queued
+    /// gossip per connection and encodes it at send time, so bursts coalesce).
+    topo_pending: BTreeMap<ConnId, BTreeSet<PeerName>>,
+    rng: Rng,
+    termination_count: u64,
+    stats: MeshStats,
+    discovery_dirty: bool,
+}
+
+impl Mesh {
+    pub fn new(cfg: MeshConfig, now: Instant) -> Self {
+        let mut rng = Rng(cfg.seed);
+        let short_id = (rng.next() % 4096) as u16;
+        let peers = Peers::new(cfg.name, cfg.nickname.clone(), cfg.uid, short_id);
+        let routes = Routes::calculate(&peers);
+        let maker = ConnectionMaker::new(cfg.port, cfg.discovery, cfg.conn_limit, rng.next());
+        let next_gossip = now + cfg.timings.gossip_interval;
+        Mesh {
+            peers,
+            routes,
+            routes_dirty: false,
+            conns: BTreeMap::new(),
+            by_peer: BTreeMap::new(),
+            maker,
+            pending_update: BTreeSet::new(),
+            update_due: None,
+            gc_due: None,
+            next_gossip,
+            seen: HashMap::new(),
+            next_seen_sweep: now + cfg.timings.duplicate_memory,
+            out: VecDeque::new(),
+            topo_pending: BTreeMap::new(),
+            rng,
+            termination_count: 0,
+            stats: MeshStats::default(),
+            discovery_dirty: false,
+            cfg,
+        }
+    }
+
+    pub fn name(&self) -> PeerName {
+        self.cfg.name
+    }
+
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    pub fn stats(&self) -> MeshStats {
+        self.stats
+    }
+
+    /// The current routes (recomputed lazily after changes).
+    pub fn routes(&mut self) -> &Routes {
+        self.refresh_routes();
+        &self.routes
+    }
+
+    // ------------------------------------------------------------------ targets
+
+    /// `weft connect`: add (or replace) direct targets.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        peers: &[String],
+        replace: bool,
+    ) -> Result<(), Vec<TargetError>> {
+        self.maker.connect(now, peers, replace)?;
+        self.out
+            .push_back(Output::PersistTargets(self.maker.direct_targets().to_vec()));
+        self.drain_maker();
+        Ok(())
+    }
+
+    /// `weft forget`: remove direct targets.
+    pub fn forget(&mut self, now: Instant, peers: &[String]) {
+        self.maker.forget(now, peers);
+        self.out
+            .push_back(Output::PersistTargets(self.maker.direct_targets().to_vec()));
+        self.drain_maker();
+    }
+
+    /// A dial failed before its connection was added (TCP error, handshake error, refusal).
+    pub fn dial_failed(&mut self, now: Instant, address: &str, error: String, permanent: bool) {
+        self.maker.dial_failed(now, address, error, permanent);
+        self.drain_maker();
+    }
+
+    fn drain_maker(&mut self) {
+        while let Some(d) = self.maker.poll_dial() {
+            self.out.push_back(Output::Dial(d));
+        }
+    }
+
+    // ------------------------------------------------------------------ connections
+
+    /// A connection finished its handshake: add it to the mesh, or say why not (the caller
+    /// then closes it and, for a dial, reports [`Mesh::dial_failed`]).
+    pub fn connection_ready(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        hello: Hello,
+    ) -> Result<(), Refusal> {
+        if hello.name == self.cfg.name {
+            return Err(if hello.uid == self.cfg.uid {
+                Refusal::SelfConnection
+            } else {
+                Refusal::NameCollision(hello.name)
+            });
+        }
+        if hello.must_be_known && !self.peers.contains(hello.name) {
+            return Err(Refusal::UnknownRemote(hello.name));
+        }
+        if let Some(&existing) = self.by_peer.get(&hello.name) {
+            // Both ends share connUIDs, so both keep the same one: the lower.
+            let theirs = self.conns.get(&existing).map_or(u64::MAX, |c| c.conn_uid);
+            if hello.conn_uid >= theirs {
+                if hello.conn_uid == theirs {
+                    self.close(
+                        now,
+                        existing,
+                        "duplicate connection with equal connection UID",
+                    );
+                }
+                return Err(Refusal::Duplicate(hello.name));
+            }
+            self.close(
+                now,
+                existing,
+                "replaced by a duplicate connection with a lower UID",
+            );
+        }
+        if self.cfg.conn_limit > 0 && self.conns.len() >= self.cfg.conn_limit {
+            return Err(Refusal::ConnLimit(self.cfg.conn_limit));
+        }
+        let fetched = self.peers.fetch_with_default(
+            hello.name,
+            &hello.nickname,
+            hello.uid,
+            hello.short_id,
+            &mut self.rng,
+        );
+        if let Err(e) = self.peers.add_connection(
+            hello.name,
+            hello.remote_addr.to_string(),
+            hello.outbound,
+            false,
+        ) {
+            // Cannot happen for a name we just fetched; undo the reference and refuse.
+            let _ = self.peers.dereference(hello.name);
+            warn!("adding connection to {}: {e}", hello.name);
+            return Err(Refusal::UnknownRemote(hello.name));
+        }
+        info!(
+            "connection added: {} {}({}) at {}",
+            if hello.outbound { "->" } else { "<-" },
+            hello.name,
+            hello.nickname,
+            hello.remote_addr
+        );
+        self.conns.insert(
+            id,
+            Conn {
+                remote: hello.name,
+                remote_nickname: hello.nickname.clone(),
+                remote_addr: hello.remote_addr,
+                outbound: hello.outbound,
+                established: false,
+                conn_uid: hello.conn_uid,
+                info: hello.info,
+            },
+        );
+        self.by_peer.insert(hello.name, id);
+        self.maker
+            .connection_up(now, id, hello.target.as_deref(), hello.remote_addr.ip());
+        self.drain_maker();
+        if fetched.is_new || fetched.is_restarted {
+            // A new or restarted peer gets our whole view at once.
+            let all: Vec<PeerName> = self.peers.names().collect();
+            self.queue_topology(id, all);
+        }
+        self.schedule_update(now, [self.cfg.name, hello.name]);
+        self.routes_dirty = true;
+        self.discovery_dirty = true;
+        Ok(())
+    }
+
+    /// The connection's overlay proved the data path: the connection is established.
+    pub fn connection_established(&mut self, now: Instant, id: ConnId) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.established {
+            return;
+        }
+        c.established = true;
+        let remote = c.remote;
+        if self.peers.connection_established(remote).is_ok() {
+            info!("connection fully established: {remote}");
+            self.schedule_update(now, [self.cfg.name]);
+            self.routes_dirty = true;
+        }
+    }
+
+    /// A connection ended (after [`Mesh::connection_ready`] accepted it).
+    pub fn connection_closed(&mut self, now: Instant, id: ConnId, error: Option<String>) {
+        let Some(c) = self.conns.remove(&id) else {
+            return;
+        };
+        if self.by_peer.get(&c.remote) == Some(&id) {
+            self.by_peer.remove(&c.remote);
+        }
+        self.termination_count += 1;
+        info!(
+            "connection deleted: {}({}) at {}: {}",
+            c.remote,
+            c.remote_nickname,
+            c.remote_addr,
+            error.as_deref().unwrap_or("closed")
+        );
+        let _ = self.peers.dereference(c.remote);
+        match self.peers.delete_connection(c.remote, &mut self.rng) {
+            Ok(gc) => {
+                for p in &gc.removed {
+                    info!("removed unreachable peer {p}");
+                }
+            }
+            Err(e) => debug!("deleting connection to {}: {e}", c.remote),
+        }
+        self.maker.connection_down(now, id, error);
+        self.drain_maker();
+        self.schedule_update(now, [self.cfg.name]);
+        self.routes_dirty = true;
+        self.discovery_dirty = true;
+    }
+
+    fn close(&mut self, now: Instant, id: ConnId, reason: &str) {
+        self.out.push_back(Output::Close {
+            conn: id,
+            reason: reason.to_owned(),
+        });
+        self.connection_closed(now, id, Some(reason.to_owned()));
+    }
+
+    // ------------------------------------------------------------------ gossip
+
+    /// A gossip message arrived on connection `from`.
+    pub fn handle_gossip(
+        &mut self,
+        now: Instant,
+        from: ConnId,
+        msg: GossipMsg,
+    ) -> Result<(), GossipError> {
+        let sender = self
+            .conns
+            .get(&from)
+            .map(|c| c.remote)
+            .ok_or(GossipError::UnknownConnection)?;
+        if msg.channel == TOPOLOGY_CHANNEL {
+            return self.handle_topology(now, sender, msg);
+        }
+        // A channel we do not implement (IPAM, DNS of a Weave peer): relay it faithfully.
+        match msg.kind {
+            GossipKind::Gossip => {
+                if self.remember(now, &msg.payload) {
+                    let mut relay = msg;
+                    relay.src = self.cfg.name;
+                    self.send_to_neighbours(Some(sender), &relay);
+                }
+            }
+            GossipKind::Broadcast => self.relay_broadcast(&msg),
+            GossipKind::Unicast { dst } if dst == self.cfg.name => {
+                debug!(
+                    "dropping {} unicast for us: channel not implemented",
+                    msg.channel
+                );
+            }
+            GossipKind::Unicast { dst } => self.relay_unicast(dst, msg),
+        }
+        Ok(())
+    }
+
+    fn handle_topology(
+        &mut self,
+        now: Instant,
+        sender: PeerName,
+        msg: GossipMsg,
+    ) -> Result<(), GossipError> {
+        if matches!(msg.kind, GossipKind::Unicast { .. }) {
+            return Err(GossipError::TopologyUnicast);
+        }
+        let update =
+            decode_topology(&msg.payload).map_err(|e| GossipError::BadTopology(e.to_string()))?;
+        let outcome = self
+            .peers
+            .apply_update(&update, &mut self.rng)
+            .map_err(|e| GossipError::BadTopology(e.to_string()))?;
+        if outcome.local_changed {
+            self.schedule_update(now, [self.cfg.name]);
+        }
+        match msg.kind {
+            GossipKind::Broadcast => {
+                // Relay the names it carried, from our (now updated) table, along the tree.
+                let relay = GossipMsg {
+                    payload: encode_topology(&self.peers.incremental_update(&outcome.received)),
+                    ..msg
+                };
+                self.routes_dirty = true;
+                self.relay_broadcast(&relay);
+            }
+            _ => {
+                if !outcome.improved.is_empty() {
+                    self.routes_dirty = true;
+                    self.topology_to_neighbours(Some(sender), outcome.improved.clone());
+                }
+            }
+        }
+        if !outcome.improved.is_empty() || !outcome.received.is_empty() {
+            self.discovery_dirty = true;
+            self.gc_due.get_or_insert(now + self.cfg.timings.gc_delay);
+        }
+        Ok(())
+    }
+
+    /// Remember a relayed payload; false if it was an exact duplicate seen recently.
+    fn remember(&mut self, now: Instant, payload: &[u8]) -> bool {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        payload.hash(&mut h);
+        let entry = self.seen.entry(h.finish()).or_default();
+        if entry.iter().any(|(_, p)| p == payload) {
+            return false;
+        }
+        entry.push((now + self.cfg.timings.duplicate_memory, payload.to_vec()));
+        true
+    }
+
+    fn relay_broadcast(&mut self, msg: &GossipMsg) {
+        self.refresh_routes();
+        let hops = self.routes.broadcast_all(msg.src).to_vec();
+        for hop in hops {
+            self.send_to_peer(hop, msg.clone());
+        }
+    }
+
+    fn relay_unicast(&mut self, dst: PeerName, msg: GossipMsg) {
+        self.refresh_routes();
+        match self.routes.unicast_all(dst) {
+            Some(hop) => self.send_to_peer(hop, msg),
+            None => debug!("no route to {dst} for {} unicast; dropped", msg.channel),
+        }
+    }
+
+    fn send_to_neighbours(&mut self, except: Option<PeerName>, msg: &GossipMsg) {
+        self.refresh_routes();
+        let hops = self.routes.random_neighbours(except, &mut self.rng);
+        for hop in hops {
+            self.send_to_peer(hop, msg.clone());
+        }
+    }
+
+    fn send_to_peer(&mut self, peer: PeerName, msg: GossipMsg) {
+        if let Some(&conn) = self.by_peer.get(&peer) {
+            self.push_send(conn, msg);
+        }
+    }
+
+    fn push_send(&mut self, conn: ConnId, msg: GossipMsg) {
+        self.stats.messages_sent += 1;
+        self.stats.bytes_sent += msg.payload.len() as u64;
+        self.out.push_back(Output::Send { conn, msg });
+    }
+
+    fn queue_topology(&mut self, conn: ConnId, names: impl IntoIterator<Item = PeerName>) {
+        self.topo_pending.entry(conn).or_default().extend(names);
+    }
+
+    /// Tag-4 topology for `names` to a random subset of neighbours (not `except`).
+    fn topology_to_neighbours(
+        &mut self,
+        except: Option<PeerName>,
+        names: impl IntoIterator<Item = PeerName> + Clone,
+    ) {
+        self.refresh_routes();
+        let hops = self.routes.random_neighbours(except, &mut self.rng);
+        for hop in hops {
+            if let Some(&conn) = self.by_peer.get(&hop) {
+                self.queue_topology(conn, names.clone());
+            }
+        }
+    }
+
+    /// Turn the merged per-connection topology into messages, encoded from the current table.
+    fn flush_topology(&mut self) {
+        for (conn, names) in std::mem::take(&mut self.topo_pending) {
+            if !self.conns.contains_key(&conn) {
+                continue;
+            }
+            let update = self.peers.incremental_update(&names);
+            if update.is_empty() {
+                continue;
+            }
+            let msg = GossipMsg {
+                kind: GossipKind::Gossip,
+                channel: TOPOLOGY_CHANNEL.to_owned(),
+                src: self.cfg.name,
+                payload: encode_topology(&update),
+            };
+            self.push_send(conn, msg);
+        }
+    }
+
+    fn schedule_update(&mut self, now: Instant, names: impl IntoIterator<Item = PeerName>) {
+        self.pending_update.extend(names);
+        self.update_due
+            .get_or_insert(now + self.cfg.timings.update_delay);
+    }
+
+    fn refresh_routes(&mut self) {
+        if self.routes_dirty {
+            self.routes = Routes::calculate(&self.peers);
+            self.routes_dirty = false;
+        }
+    }
+
+    /// Addresses of peers our peers are connected to and we are not (reference §7).
+    fn refresh_discovery(&mut self, now: Instant) {
+        if !self.discovery_dirty {
+            return;
+        }
+        self.discovery_dirty = false;
+        if !self.cfg.discovery {
+            return;
+        }
+        let me = self.cfg.name;
+        let mut found = BTreeSet::new();
+        for p in self.peers.iter() {
+            if p.name() == me {
+                continue;
+            }
+            for (q, c) in p.connections() {
+                if *q == me || self.by_peer.contains_key(q) {
+                    continue;
+                }
+                if c.outbound {
+                    found.insert(c.remote_tcp_addr.clone());
+                } else if let Ok(addr) = c.remote_tcp_addr.parse::<SocketAddr>() {
+                    found.insert(SocketAddr::new(addr.ip(), self.cfg.port).to_string());
+                }
+            }
+        }
+        self.maker.set_discovered(now, found);
+        self.drain_maker();
+    }
+
+    // ------------------------------------------------------------------ time
+
+    /// Run whatever is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.gc_due.is_some_and(|t| t <= now) {
+            self.gc_due = None;
+            let gc = self.peers.garbage_collect(&mut self.rng);
+            for p in &gc.removed {
+                info!("removed unreachable peer {p}");
+            }
+            if !gc.removed.is_empty() {
+                self.routes_dirty = true;
+                self.discovery_dirty = true;
+            }
+            if gc.local_changed {
+                self.schedule_update(now, [self.cfg.name]);
+            }
+        }
+        if self.update_due.is_some_and(|t| t <= now) {
+            self.update_due = None;
+            let names = std::mem::take(&mut self.pending_update);
+            self.topology_to_neighbours(None, names);
+        }
+        if self.next_gossip <= now {
+            self.next_gossip = now + self.cfg.timings.gossip_interval;
+            let all: Vec<PeerName> = self.peers.names().collect();
+            self.topology_to_neighbours(None, all);
+        }
+        if self.next_seen_sweep <= now {
+            self.next_seen_sweep = now + self.cfg.timings.duplicate_memory;
+            self.seen.retain(|_, v| {
+                v.retain(|(t, _)| *t > now);
+                !v.is_empty()
+            });
+        }
+        self.refresh_routes();
+        self.refresh_discovery(now);
+        self.maker.handle_timeout(now);
+        self.drain_maker();
+    }
+
+    /// When [`Mesh::handle_timeout`] should next run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.gc_due,
+            self.update_due,
+            Some(self.next_gossip),
+            Some(self.next_seen_sweep),
+            self.maker.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The next thing for the edge to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if self.out.is_empty() && !self.topo_pending.is_empty() {
+            self.flush_topology();
+        }
+        self.out.pop_front()
+    }
+
+    // ------------------------------------------------------------------ status
+
+    pub fn status(&mut self) -> MeshStatus {
+        self.refresh_routes();
+        let nick = |peers: &Peers, n: PeerName| {
+            peers
+                .get(n)
+                .map(|p| p.nick_name().to_owned())
+                .unwrap_or_default()
+        };
+        let mut connections: Vec<ConnectionStatus> = self
+            .conns
+            .values()
+            .map(|c| ConnectionStatus {
+                address: c.remote_addr.to_string(),
+                outbound: c.outbound,
+                state: if c.established {
+                    "established"
+                } else {
+                    "pending"
+                }
+                .to_owned(),
+                info: format!("{}{}({})", c.info, c.remote, c.remote_nickname),
+            })
+            .collect();
+        let targets_status = self.maker.status();
+        for t in &targets_status {
+            use crate::maker::TargetState;
+            let (state, info) = match &t.state {
+                TargetState::Attempting => ("connecting", String::new()),
+                TargetState::Waiting { .. } if t.last_error.is_some() => {
+                    ("failed", t.last_error.clone().unwrap_or_default())
+                }
+                TargetState::Waiting { .. } => ("retrying", String::new()),
+                TargetState::Connected | TargetState::Suspended => continue,
+            };
+            connections.push(ConnectionStatus {
+                address: t.address.clone(),
+                outbound: true,
+                state: state.to_owned(),
+                info,
+            });
+        }
+        let peers: Vec<PeerStatus> = self
+            .peers
+            .iter()
+            .map(|p| PeerStatus {
+                name: p.name(),
+                nickname: p.nick_name().to_owned(),
+                uid: p.uid(),
+                short_id: p.raw_short_id().0,
+                version: p.version(),
+                connections: p
+                    .connections()
+                    .iter()
+                    .map(|(n, c)| PeerConnectionStatus {
+                        name: *n,
+                        nickname: nick(&self.peers, *n),
+                        address: c.remote_tcp_addr.clone(),
+                        outbound: c.outbound,
+                        established: c.established,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let unicast_routes = self
+            .routes
+            .table(LinkFilter::EstablishedSymmetric)
+            .into_iter()
+            .collect();
+        let names: Vec<PeerName> = self.peers.names().collect();
+        let broadcast_routes = names
+            .into_iter()
+            .map(|n| (n, self.routes.broadcast(n).to_vec()))
+            .collect();
+        MeshStatus {
+            name: self.cfg.name,
+            nickname: self.cfg.nickname.clone(),
+            port: self.cfg.port,
+            discovery: self.cfg.discovery,
+            targets: self.maker.direct_targets().to_vec(),
+            connections,
+            targets_status,
+            peers,
+            unicast_routes,
+            broadcast_routes,
+            termination_count: self.termination_count,
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! A deterministic in-process simulation of a mesh: many [`Mesh`] cores, simulated links with a
+//! fixed latency and a simulated clock. No sockets, no threads, no wall clock: the same seed
+//! gives the same run. Used by tests (convergence, partitions) and by `bench/`.
+//!
+//! Links are made "after the handshake": both ends get [`Mesh::connection_ready`] and, one
+//! latency later, [`Mesh::connection_established`], which is what the wire and overlay layers
+//! report in a real router. Gossip messages travel as [`GossipMsg`] values and are delivered
+//! in time order.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use crate::gossip::GossipMsg;
+use crate::mesh::{ConnId, Hello, Mesh, MeshConfig, MeshTimings, Output};
+use crate::PeerName;
+
+/// Totals of one simulated run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimReport {
+    /// Simulated time from the start of the phase until every table agreed.
+    pub converged_after: Option<Duration>,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Event {
+    at: Instant,
+    seq: u64,
+    to: usize,
+    conn: ConnId,
+    kind: EventKind,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum EventKind {
+    Established,
+    Gossip(GossipMsgOrd),
+}
+
+/// `GossipMsg` ordered by nothing (events are ordered by time and sequence first).
+#[derive(Debug, PartialEq, Eq)]
+struct GossipMsgOrd(GossipMsg);
+
+impl PartialOrd for GossipMsgOrd {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for GossipMsgOrd {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+/// The simulated mesh.
+pub struct Sim {
+    pub now: Instant,
+    pub nodes: Vec<Mesh>,
+    latency: Duration,
+    /// conn id → (owner node, peer node, the peer's conn id)
+    conns: BTreeMap<ConnId, (usize, usize, ConnId)>,
+    links: BTreeMap<(usize, usize), (ConnId, ConnId)>,
+    next_conn: ConnId,
+    queue: BinaryHeap<Reverse<Event>>,
+    seq: u64,
+    messages: u64,
+    bytes: u64,
+}
+
+/// The simulated name of node `i`.
+pub fn node_name(i: usize) -> PeerName {
+    PeerName::from_bytes([0x02, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8])
+}
+
+fn node_addr(i: usize) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(
+        Ipv4Addr::new(198, 18, (i >> 8) as u8, i as u8),
+        6783,
+    ))
+}
+
+impl Sim {
+    /// `n` routers with no connections.
+    pub fn new(n: usize, seed: u64, latency: Duration) -> Self {
+        let now = Instant::now();
+        let nodes = (0..n)
+            .map(|i| {
+                Mesh::new(
+                    MeshConfig {
+                        name: node_name(i),
+                        nickname: format!("n{i}"),
+                        uid: seed.wrapping_mul(1_000_003).wrapping_add(i as u64 + 1),
+                        port: 6783,
+                        discovery: false,
+                        conn_limit: 0,
+                        timings: MeshTimings::default(),
+                        seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    },
+                    now,
+                )
+            })
+            .collect();
+        Sim {
+            now,
+            nodes,
+            latency,
+            conns: BTreeMap::new(),
+            links: BTreeMap::new(),
+            next_conn: 1,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            messages: 0,
+            bytes: 0,
+        }
+    }
+
+    fn push(&mut self, at: Instant, to: usize, conn: ConnId, kind: EventKind) {
+        self.seq += 1;
+        self.queue.push(Reverse(Event {
+            at,
+            seq: self.seq,
+            to,
+            conn,
+            kind,
+        }));
+    }
+
+    /// Connect `a` (dialling) and `b`, as a completed handshake would.
+    pub fn connect(&mut self, a: usize, b: usize) {
+        let key = (a.min(b), a.max(b));
+        if a == b || self.links.contains_key(&key) {
+            return;
+        }
+        let (ca, cb) = (self.next_conn, self.next_conn + 1);
+        self.next_conn += 2;
+        let conn_uid = (ca << 20) ^ cb;
+        let now = self.now;
+        for (me, other, id, outbound) in [(a, b, ca, true), (b, a, cb, false)] {
+            let hello = Hello {
+                name: node_name(other),
+                nickname: format!("n{other}"),
+                uid: self.nodes[other].peers().local().uid(),
+                short_id: None,
+                conn_uid,
+                outbound,
+                remote_addr: node_addr(other),
+                target: None,
+                must_be_known: false,
+                info: String::new(),
+            };
+            if self.nodes[me].connection_ready(now, id, hello).is_err() {
+                return;
+            }
+            self.conns
+                .insert(id, (me, other, if id == ca { cb } else { ca }));
+        }
+        self.links.insert(key, (ca, cb));
+        let at = now + self.latency;
+        self.push(at, a, ca, EventKind::Established);
+        self.push(at, b, cb, EventKind::Established);
+    }
+
+    /// Cut the link between `a` and `b`.
+    pub fn disconnect(&mut self, a: usize, b: usize) {
+        let key = (a.min(b), a.max(b));
+        if let Some((ca, cb)) = self.links.remove(&key) {
+            let now = self.now;
+            for id in [ca, cb] {
+                if let Some((owner, _, _)) = self.conns.remove(&id) {
+                    self.nodes[owner].connection_closed(now, id, Some("link cut".into()));
+                }
+            }
+        }
+    }
+
+    /// Collect every node's outputs into the event queue.
+    fn collect(&mut self) {
+        for i in 0..self.nodes.len() {
+            while let Some(out) = self.nodes[i].poll_output() {
+                match out {
+                    Output::Send { conn, msg } => {
+                        if let Some(&(_, peer, peer_conn)) = self.conns.get(&conn) {
+                            self.messages += 1;
+                            self.bytes += msg.payload.len() as u64 + msg.channel.len() as u64 + 16;
+                            let at = self.now + self.latency;
+                            self.push(at, peer, peer_conn, EventKind::Gossip(GossipMsgOrd(msg)));
+                        }
+                    }
+                    Output::Close { conn, .. } => {
+                        if let Some(&(a, b, _)) = self.conns.get(&conn) {
+                            self.disconnect(a, b);
+                        }
+                    }
+                    Output::Dial(_) | Output::PersistTargets(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Advance until every table agrees and nothing is in flight, or `limit` of simulated
+    /// time passes. Periodic gossip keeps running, so "quiet" means no pending work other than
+    /// timers further out than one gossip interval.
+    pub fn run_until_converged(&mut self, limit: Duration) -> SimReport {
+        let start = self.now;
+        let (m0, b0) = (self.messages, self.bytes);
+        let deadline = start + limit;
+        let mut converged_after = None;
+        loop {
+            self.collect();
+            let next_timer = self.nodes.iter().filter_map(|n| n.poll_timeout()).min();
+            let next_event = self.queue.peek().map(|Reverse(e)| e.at);
+            if next_event.is_none() && self.converged() {
+                converged_after = Some(self.now - start);
+                break;
+            }
+            let Some(at) = [next_timer, next_event].into_iter().flatten().min() else {
+                break;
+            };
+            if at > deadline {
+                break;
+            }
+            self.now = self.now.max(at);
+            let now = self.now;
+            while self.queue.peek().is_some_and(|Reverse(e)| e.at <= now) {
+                let Some(Reverse(e)) = self.queue.pop() else {
+                    break;
+                };
+                match e.kind {
+                    EventKind::Established => self.nodes[e.to].connection_established(now, e.conn),
+                    EventKind::Gossip(GossipMsgOrd(msg)) => {
+                        if self.conns.contains_key(&e.conn) {
+                            // A protocol error would close the connection in a router.
+                            if self.nodes[e.to].handle_gossip(now, e.conn, msg).is_err() {
+                                if let Some(&(a, b, _)) = self.conns.get(&e.conn) {
+                                    self.disconnect(a, b);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for n in &mut self.nodes {
+                if n.poll_timeout().is_some_and(|t| t <= now) {
+                    n.handle_timeout(now);
+                }
+            }
+        }
+        SimReport {
+            converged_after,
+            messages: self.messages - m0,
+            bytes: self.bytes - b0,
+        }
+    }
+
+    /// Every node's view of every node it can reach matches that node's own record, and
+    /// every node knows exactly the nodes of its connected component.
+    pub fn converged(&self) -> bool {
+        let truth: Vec<(u64, u64)> = self
+            .nodes
+            .iter()
+            .map(|n| (n.peers().local().uid(), n.peers().local().version()))
+            .collect();
+        let components = self.components();
+        self.nodes.iter().enumerate().all(|(i, n)| {
+            let comp = &components[i];
+            n.peers().len() == comp.len()
+                && comp.iter().all(|&j| {
+                    n.peers()
+                        .get(node_name(j))
+                        .is_some_and(|p| (p.uid(), p.version()) == truth[j])
+                })
+        })
+    }
+
+    /// For each node, the nodes of its connected component (by live links).
+    fn components(&self) -> Vec<Vec<usize>> {
+        let n = self.nodes.len();
+        let mut adj = vec![Vec::new(); n];
+        for &(a, b) in self.links.keys() {
+            adj[a].push(b);
+            adj[b].push(a);
+        }
+        let mut comp_of = vec![usize::MAX; n];
+        let mut comps: Vec<Vec<usize>> = Vec::new();
+        for s in 0..n {
+            if comp_of[s] != usize::MAX {
+                continue;
+            }
+            let id = comps.len();
+            let mut members = vec![s];
+            comp_of[s] = id;
+            let mut i = 0;
+            while i < members.len() {
+                for &m in &adj[members[i]] {
+                    if comp_of[m] == usize::MAX {
+                        comp_of[m] = id;
+                        members.push(m);
+                    }
+                }
+                i += 1;
+            }
+            comps.push(members);
+        }
+        (0..n).map(|i| comps[comp_of[i]].clone()).collect()
+    }
+
+    pub fn link_count(&self) -> usize {
+        self.links.len()
+    }
+
+    pub fn links(&self) -> Vec<(usize, usize)> {
+        self.links.keys().copied().collect()
+    }
+}
+
+/// A deterministic "each peer connects to ~k others" mesh: a ring (so it is connected) plus
+/// random chords, from a seed.
+pub fn random_mesh_links(n: usize, k: usize, seed: u64) -> Vec<(usize, usize)> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut links = std::collections::BTreeSet::new();
+    if n < 2 {
+        return Vec::new();
+    }
+    for i in 0..n {
+        links.insert((i.min((i + 1) % n), i.max((i + 1) % n)));
+    }
+    let extra = n * k.saturating_sub(2) / 2;
+    while links.len() < n + extra && links.len() < n * (n - 1) / 2 {
+        let a = (next() % n as u64) as usize;
+        let b = (next() % n as u64) as usize;
+        if a != b {
+            links.insert((a.min(b), a.max(b)));
+        }
+    }
+    links.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_in_a_line_learn_each_other() {
+        let mut sim = Sim::new(3, 1, Duration::from_millis(1));
+        sim.connect(0, 1);
+        sim.connect(1, 2);
+        let r = sim.run_until_converged(Duration::from_secs(60));
+        assert!(r.converged_after.is_some(), "{r:?}");
+        let n0 = &mut sim.nodes[0];
+        assert!(n0.peers().contains(node_name(2)), "0 learned 2 by gossip");
+        // 0 reaches 2 through 1.
+        assert_eq!(n0.routes().unicast(node_name(2)), Some(node_name(1)));
+    }
+
+    #[test]
+    fn random_mesh_converges_after_join_and_partition() {
+        let n = std::env::var("WEFT_SIM_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if cfg!(debug_assertions) { 60 } else { 300 });
+        let mut sim = Sim::new(n, 7, Duration::from_millis(2));
+        let links = random_mesh_links(n, 10, 7);
+        for &(a, b) in &links {
+            sim.connect(a, b);
+        }
+        let join = sim.run_until_converged(Duration::from_secs(600));
+        assert!(join.converged_after.is_some(), "join: {join:?}");
+        // Partition into two halves: cut every link across.
+        let half = n / 2;
+        let cut: Vec<(usize, usize)> = sim
+            .links()
+            .into_iter()
+            .filter(|&(a, b)| (a < half) != (b < half))
+            .collect();
+        for &(a, b) in &cut {
+            sim.disconnect(a, b);
+        }
+        let split = sim.run_until_converged(Duration::from_secs(600));
+        assert!(split.converged_after.is_some(), "partition: {split:?}");
+        assert!(sim.nodes[0].peers().len() <= half + 1);
+        for &(a, b) in &cut {
+            sim.connect(a, b);
+        }
+        let heal = sim.run_until_converged(Duration::from_secs(600));
+        eprintln!("join {join:?}\nsplit {split:?}\nheal {heal:?}");
+        assert!(heal.converged_after.is_some(), "heal: {heal:?}");
+        assert_eq!(sim.nodes[n - 1].peers().len(), n);
+    }
+}

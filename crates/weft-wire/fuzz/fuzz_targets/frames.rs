@@ -1,0 +1,76 @@
+//! Arbitrary bytes after an established handshake. Plain mode feeds them
+//! raw; encrypted mode cuts them into plaintexts that the peer seals
+//! properly, so the decoders behind decryption are reached too.
+#![no_main]
+
+use std::time::Instant;
+
+use libfuzzer_sys::fuzz_target;
+use weft_crypto::{EphemeralKeyPair, Side, TcpSealer, TAG_LEN};
+use weft_mesh::PeerName;
+use weft_wire::{Config, Connection, Features, LocalIdentity};
+
+fn established(encrypted: bool, now: Instant) -> Option<(Connection, Connection)> {
+    let make = |n: u64, side, seed| {
+        let id = LocalIdentity {
+            name: PeerName::from_u64(n).unwrap_or_default(),
+            uid: n,
+            conn_id: n,
+        };
+        let mut c = Config::new(id, Features::standard(&id, "f", 1, false, Some("sleeve")));
+        if encrypted {
+            c = c.with_password("pw");
+        }
+        Connection::with_key_pair(c, side, EphemeralKeyPair::from_private_bytes([seed; 32]), now)
+    };
+    let mut a = make(1, Side::Outbound, 1);
+    let mut b = make(2, Side::Inbound, 2);
+    for _ in 0..4 {
+        if let Some(x) = a.poll_transmit() {
+            b.handle_input(&x, now).ok()?;
+        }
+        if let Some(x) = b.poll_transmit() {
+            a.handle_input(&x, now).ok()?;
+        }
+    }
+    (a.is_established() && b.is_established()).then_some((a, b))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let now = Instant::now();
+    let encrypted = mode & 1 == 1;
+    let Some((mut a, b)) = established(encrypted, now) else {
+        panic!("back-to-back handshake failed");
+    };
+    while a.poll_event().is_some() {}
+    if encrypted {
+        let Some(key) = b.session_key() else { return };
+        let mut sealer = TcpSealer::new(key, Side::Inbound);
+        let _ = sealer.seal_into(&[], &mut [0u8; TAG_LEN]); // the features were #0
+        let mut input = rest;
+        while let Some((&n, tail)) = input.split_first() {
+            let n = usize::from(n).min(tail.len());
+            let (plain, tail) = tail.split_at(n);
+            input = tail;
+            let mut frame = ((n + TAG_LEN) as u32).to_be_bytes().to_vec();
+            frame.resize(4 + n + TAG_LEN, 0);
+            if sealer.seal_into(plain, &mut frame[4..]).is_err() {
+                return;
+            }
+            if a.handle_input(&frame, now).is_err() {
+                break;
+            }
+        }
+    } else {
+        let chunk = usize::from(mode >> 1).max(1);
+        for part in rest.chunks(chunk) {
+            if a.handle_input(part, now).is_err() {
+                break;
+            }
+        }
+    }
+    while a.poll_event().is_some() {}
+});
