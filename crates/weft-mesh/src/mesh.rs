@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use crate::gossip::{decode_topology, encode_topology, GossipKind, GossipMsg, TOPOLOGY_CHANNEL};
+use crate::gossip::{decode_topology, encode_peers, GossipKind, GossipMsg, TOPOLOGY_CHANNEL};
 use crate::maker::{ConnectionMaker, Dial, TargetError, TargetStatus};
 use crate::topology::{LinkFilter, Peers, RandomSource, Routes};
 use crate::PeerName;
@@ -79,8 +79,10 @@ pub struct Hello {
     pub target: Option<String>,
     /// Refuse unless the remote is already in our topology (discovered targets).
     pub must_be_known: bool,
-    /// Shown in `weft status connections` after the state (e.g. `encrypted   sleeve`).
-    pub info: String,
+    /// The overlay carrying this connection's data (e.g. `sleeve`), once chosen.
+    pub overlay: Option<String>,
+    /// `Some(encrypted)` when this router has a password (status then says which).
+    pub encrypted: Option<bool>,
 }
 
 /// Why a handshaked connection is not added.
@@ -140,17 +142,27 @@ struct Conn {
     outbound: bool,
     established: bool,
     conn_uid: u64,
-    info: String,
+    overlay: Option<String>,
+    encrypted: Option<bool>,
+    attrs: Vec<(String, String)>,
 }
 
-/// One connection as `weft status connections` shows it.
+/// One connection (or a target not connected) as `weft status connections` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionStatus {
     pub address: String,
     pub outbound: bool,
     /// established, pending, or a target's state (connecting, retrying, failed).
     pub state: String,
+    /// Weave's info text: `[encrypted |unencrypted ]<overlay> <name>(<nick>)` for a live
+    /// connection, the last error (and retry time) for a target.
     pub info: String,
+    /// Overlay attributes other than its name, e.g. `("mtu", "1438")`.
+    pub attrs: Vec<(String, String)>,
+    /// The overlay name (Weave's `Attrs.name`), for live connections that have one.
+    pub overlay: Option<String>,
+    /// When a failed target is retried next (targets only).
+    pub retry_at: Option<Instant>,
 }
 
 /// A snapshot for `/status` and `/report`.
@@ -237,6 +249,10 @@ pub struct Mesh {
     /// Topology to send per connection, merged until the edge next polls (Weave merges queued
     /// gossip per connection and encodes it at send time, so bursts coalesce).
     topo_pending: BTreeMap<ConnId, BTreeSet<PeerName>>,
+    /// Tag-4 topology fan-outs decided since the last flush: `(except, names)`. The random
+    /// neighbours are drawn when the edge next polls, so a batch of events recomputes the
+    /// routes once instead of once per event.
+    topo_fanout: Vec<(Option<PeerName>, BTreeSet<PeerName>)>,
     rng: Rng,
     termination_count: u64,
     stats: MeshStats,
@@ -266,6 +282,7 @@ impl Mesh {
             next_seen_sweep: now + cfg.timings.duplicate_memory,
             out: VecDeque::new(),
             topo_pending: BTreeMap::new(),
+            topo_fanout: Vec::new(),
             rng,
             termination_count: 0,
             stats: MeshStats::default(),
@@ -404,7 +421,9 @@ impl Mesh {
                 outbound: hello.outbound,
                 established: false,
                 conn_uid: hello.conn_uid,
-                info: hello.info,
+                overlay: hello.overlay,
+                encrypted: hello.encrypted,
+                attrs: Vec::new(),
             },
         );
         self.by_peer.insert(hello.name, id);
@@ -436,6 +455,13 @@ impl Mesh {
             info!("connection fully established: {remote}");
             self.schedule_update(now, [self.cfg.name]);
             self.routes_dirty = true;
+        }
+    }
+
+    /// The overlay of a connection reports attributes (e.g. `mtu`), shown in status.
+    pub fn set_connection_attrs(&mut self, id: ConnId, attrs: Vec<(String, String)>) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.attrs = attrs;
         }
     }
 
@@ -538,8 +564,9 @@ impl Mesh {
         match msg.kind {
             GossipKind::Broadcast => {
                 // Relay the names it carried, from our (now updated) table, along the tree.
+                let received: BTreeSet<PeerName> = outcome.received.iter().copied().collect();
                 let relay = GossipMsg {
-                    payload: encode_topology(&self.peers.incremental_update(&outcome.received)),
+                    payload: encode_peers(&self.peers, &received),
                     ..msg
                 };
                 self.routes_dirty = true;
@@ -611,36 +638,55 @@ impl Mesh {
         self.topo_pending.entry(conn).or_default().extend(names);
     }
 
-    /// Tag-4 topology for `names` to a random subset of neighbours (not `except`).
+    /// Tag-4 topology for `names` to a random subset of neighbours (not `except`). The subset
+    /// is drawn at the next flush (see `topo_fanout`).
     fn topology_to_neighbours(
         &mut self,
         except: Option<PeerName>,
-        names: impl IntoIterator<Item = PeerName> + Clone,
+        names: impl IntoIterator<Item = PeerName>,
     ) {
-        self.refresh_routes();
-        let hops = self.routes.random_neighbours(except, &mut self.rng);
-        for hop in hops {
-            if let Some(&conn) = self.by_peer.get(&hop) {
-                self.queue_topology(conn, names.clone());
-            }
+        let names: BTreeSet<PeerName> = names.into_iter().collect();
+        if !names.is_empty() {
+            self.topo_fanout.push((except, names));
         }
     }
 
     /// Turn the merged per-connection topology into messages, encoded from the current table.
     fn flush_topology(&mut self) {
+        if !self.topo_fanout.is_empty() {
+            self.refresh_routes();
+            for (except, names) in std::mem::take(&mut self.topo_fanout) {
+                let hops = self.routes.random_neighbours(except, &mut self.rng);
+                for hop in hops {
+                    if let Some(&conn) = self.by_peer.get(&hop) {
+                        self.queue_topology(conn, names.iter().copied());
+                    }
+                }
+            }
+        }
+        // Connections queued the same names (a fan-out reaches several): encode each distinct
+        // set once.
+        let mut encoded: Vec<(BTreeSet<PeerName>, Vec<u8>)> = Vec::new();
         for (conn, names) in std::mem::take(&mut self.topo_pending) {
             if !self.conns.contains_key(&conn) {
                 continue;
             }
-            let update = self.peers.incremental_update(&names);
-            if update.is_empty() {
+            let payload = match encoded.iter().find(|(set, _)| *set == names) {
+                Some((_, payload)) => payload.clone(),
+                None => {
+                    let payload = encode_peers(&self.peers, &names);
+                    encoded.push((names, payload.clone()));
+                    payload
+                }
+            };
+            if payload.is_empty() {
                 continue;
             }
             let msg = GossipMsg {
                 kind: GossipKind::Gossip,
                 channel: TOPOLOGY_CHANNEL.to_owned(),
                 src: self.cfg.name,
-                payload: encode_topology(&update),
+                payload,
             };
             self.push_send(conn, msg);
         }
@@ -746,7 +792,7 @@ impl Mesh {
 
     /// The next thing for the edge to do.
     pub fn poll_output(&mut self) -> Option<Output> {
-        if self.out.is_empty() && !self.topo_pending.is_empty() {
+        if self.out.is_empty() && !(self.topo_pending.is_empty() && self.topo_fanout.is_empty()) {
             self.flush_topology();
         }
         self.out.pop_front()
@@ -774,25 +820,39 @@ impl Mesh {
                     "pending"
                 }
                 .to_owned(),
-                info: format!("{}{}({})", c.info, c.remote, c.remote_nickname),
+                info: {
+                    let crypto = match c.encrypted {
+                        Some(true) => "encrypted ",
+                        Some(false) => "unencrypted ",
+                        None => "",
+                    };
+                    let overlay = c.overlay.as_deref().unwrap_or("");
+                    format!("{crypto}{overlay:<6} {}({})", c.remote, c.remote_nickname)
+                },
+                attrs: c.attrs.clone(),
+                overlay: c.overlay.clone(),
+                retry_at: None,
             })
             .collect();
         let targets_status = self.maker.status();
         for t in &targets_status {
             use crate::maker::TargetState;
-            let (state, info) = match &t.state {
-                TargetState::Attempting => ("connecting", String::new()),
-                TargetState::Waiting { .. } if t.last_error.is_some() => {
-                    ("failed", t.last_error.clone().unwrap_or_default())
+            let (state, retry_at) = match &t.state {
+                TargetState::Attempting => ("connecting", None),
+                TargetState::Waiting { retry_at } if t.last_error.is_some() => {
+                    ("failed", Some(*retry_at))
                 }
-                TargetState::Waiting { .. } => ("retrying", String::new()),
+                TargetState::Waiting { retry_at } => ("retrying", Some(*retry_at)),
                 TargetState::Connected | TargetState::Suspended => continue,
             };
             connections.push(ConnectionStatus {
                 address: t.address.clone(),
                 outbound: true,
                 state: state.to_owned(),
-                info,
+                info: t.last_error.clone().unwrap_or_default(),
+                attrs: Vec::new(),
+                overlay: None,
+                retry_at,
             });
         }
         let peers: Vec<PeerStatus> = self

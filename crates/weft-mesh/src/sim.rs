@@ -66,9 +66,29 @@ pub struct Sim {
     links: BTreeMap<(usize, usize), (ConnId, ConnId)>,
     next_conn: ConnId,
     queue: BinaryHeap<Reverse<Event>>,
+    /// `(due, node)` for every node's `poll_timeout`, pushed again whenever the node is
+    /// touched; an entry that no longer matches the node's `poll_timeout` is stale and skipped.
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Nodes called since their outputs were last collected (and their timer registered).
+    touched: Vec<usize>,
+    is_touched: Vec<bool>,
     seq: u64,
     messages: u64,
     bytes: u64,
+}
+
+/// The configuration of simulated node `i` (a function of the run's seed).
+pub fn node_config(i: usize, seed: u64) -> MeshConfig {
+    MeshConfig {
+        name: node_name(i),
+        nickname: format!("n{i}"),
+        uid: seed.wrapping_mul(1_000_003).wrapping_add(i as u64 + 1),
+        port: 6783,
+        discovery: false,
+        conn_limit: 0,
+        timings: MeshTimings::default(),
+        seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    }
 }
 
 /// The simulated name of node `i`.
@@ -88,21 +108,7 @@ impl Sim {
     pub fn new(n: usize, seed: u64, latency: Duration) -> Self {
         let now = Instant::now();
         let nodes = (0..n)
-            .map(|i| {
-                Mesh::new(
-                    MeshConfig {
-                        name: node_name(i),
-                        nickname: format!("n{i}"),
-                        uid: seed.wrapping_mul(1_000_003).wrapping_add(i as u64 + 1),
-                        port: 6783,
-                        discovery: false,
-                        conn_limit: 0,
-                        timings: MeshTimings::default(),
-                        seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                    },
-                    now,
-                )
-            })
+            .map(|i| Mesh::new(node_config(i, seed), now))
             .collect();
         Sim {
             now,
@@ -112,10 +118,37 @@ impl Sim {
             links: BTreeMap::new(),
             next_conn: 1,
             queue: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
+            touched: (0..n).collect(),
+            is_touched: vec![true; n],
             seq: 0,
             messages: 0,
             bytes: 0,
         }
+    }
+
+    /// Note that node `i` was called: its outputs and timer are collected next.
+    fn touch(&mut self, i: usize) {
+        if !self.is_touched[i] {
+            self.is_touched[i] = true;
+            self.touched.push(i);
+        }
+    }
+
+    /// Run `f` on node `i` (marking it touched), e.g. to call [`Mesh::connect`] in a test.
+    pub fn with_node<T>(&mut self, i: usize, f: impl FnOnce(&mut Mesh, Instant) -> T) -> T {
+        self.touch(i);
+        let now = self.now;
+        f(&mut self.nodes[i], now)
+    }
+
+    /// Add a router that is not connected to anything yet; returns its index.
+    pub fn add_node(&mut self, seed: u64) -> usize {
+        let i = self.nodes.len();
+        self.nodes.push(Mesh::new(node_config(i, seed), self.now));
+        self.is_touched.push(false);
+        self.touch(i);
+        i
     }
 
     fn push(&mut self, at: Instant, to: usize, conn: ConnId, kind: EventKind) {
@@ -150,8 +183,10 @@ impl Sim {
                 remote_addr: node_addr(other),
                 target: None,
                 must_be_known: false,
-                info: String::new(),
+                overlay: None,
+                encrypted: None,
             };
+            self.touch(me);
             if self.nodes[me].connection_ready(now, id, hello).is_err() {
                 return;
             }
@@ -171,15 +206,17 @@ impl Sim {
             let now = self.now;
             for id in [ca, cb] {
                 if let Some((owner, _, _)) = self.conns.remove(&id) {
+                    self.touch(owner);
                     self.nodes[owner].connection_closed(now, id, Some("link cut".into()));
                 }
             }
         }
     }
 
-    /// Collect every node's outputs into the event queue.
+    /// Collect the outputs of every touched node into the event queue, and register its timer.
     fn collect(&mut self) {
-        for i in 0..self.nodes.len() {
+        while let Some(i) = self.touched.pop() {
+            self.is_touched[i] = false;
             while let Some(out) = self.nodes[i].poll_output() {
                 match out {
                     Output::Send { conn, msg } => {
@@ -198,12 +235,29 @@ impl Sim {
                     Output::Dial(_) | Output::PersistTargets(_) => {}
                 }
             }
+            if let Some(t) = self.nodes[i].poll_timeout() {
+                self.timers.push(Reverse((t, i)));
+            }
         }
+    }
+
+    /// The earliest registered timer that is still current.
+    fn next_timer(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((t, i))) = self.timers.peek() {
+            if self.nodes[i].poll_timeout() == Some(t) {
+                return Some(t);
+            }
+            self.timers.pop();
+        }
+        None
     }
 
     /// Advance until every table agrees and nothing is in flight, or `limit` of simulated
     /// time passes. Periodic gossip keeps running, so "quiet" means no pending work other than
     /// timers further out than one gossip interval.
+    ///
+    /// Cost per step is proportional to the nodes that have something to do (a heap of
+    /// timers, a list of touched nodes), not to the size of the mesh.
     pub fn run_until_converged(&mut self, limit: Duration) -> SimReport {
         let start = self.now;
         let (m0, b0) = (self.messages, self.bytes);
@@ -211,7 +265,7 @@ impl Sim {
         let mut converged_after = None;
         loop {
             self.collect();
-            let next_timer = self.nodes.iter().filter_map(|n| n.poll_timeout()).min();
+            let next_timer = self.next_timer();
             let next_event = self.queue.peek().map(|Reverse(e)| e.at);
             if next_event.is_none() && self.converged() {
                 converged_after = Some(self.now - start);
@@ -230,9 +284,13 @@ impl Sim {
                     break;
                 };
                 match e.kind {
-                    EventKind::Established => self.nodes[e.to].connection_established(now, e.conn),
+                    EventKind::Established => {
+                        self.touch(e.to);
+                        self.nodes[e.to].connection_established(now, e.conn);
+                    }
                     EventKind::Gossip(GossipMsgOrd(msg)) => {
                         if self.conns.contains_key(&e.conn) {
+                            self.touch(e.to);
                             // A protocol error would close the connection in a router.
                             if self.nodes[e.to].handle_gossip(now, e.conn, msg).is_err() {
                                 if let Some(&(a, b, _)) = self.conns.get(&e.conn) {
@@ -243,9 +301,14 @@ impl Sim {
                     }
                 }
             }
-            for n in &mut self.nodes {
-                if n.poll_timeout().is_some_and(|t| t <= now) {
-                    n.handle_timeout(now);
+            while let Some(&Reverse((t, i))) = self.timers.peek() {
+                if t > now {
+                    break;
+                }
+                self.timers.pop();
+                if self.nodes[i].poll_timeout().is_some_and(|t| t <= now) {
+                    self.touch(i);
+                    self.nodes[i].handle_timeout(now);
                 }
             }
         }
@@ -264,9 +327,9 @@ impl Sim {
             .iter()
             .map(|n| (n.peers().local().uid(), n.peers().local().version()))
             .collect();
-        let components = self.components();
+        let (comp_of, comps) = self.components();
         self.nodes.iter().enumerate().all(|(i, n)| {
-            let comp = &components[i];
+            let comp = &comps[comp_of[i]];
             n.peers().len() == comp.len()
                 && comp.iter().all(|&j| {
                     n.peers()
@@ -276,8 +339,9 @@ impl Sim {
         })
     }
 
-    /// For each node, the nodes of its connected component (by live links).
-    fn components(&self) -> Vec<Vec<usize>> {
+    /// The connected components (by live links): each node's component index, and the members
+    /// of each component.
+    fn components(&self) -> (Vec<usize>, Vec<Vec<usize>>) {
         let n = self.nodes.len();
         let mut adj = vec![Vec::new(); n];
         for &(a, b) in self.links.keys() {
@@ -305,7 +369,7 @@ impl Sim {
             }
             comps.push(members);
         }
-        (0..n).map(|i| comps[comp_of[i]].clone()).collect()
+        (comp_of, comps)
     }
 
     pub fn link_count(&self) -> usize {

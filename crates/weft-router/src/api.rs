@@ -1,53 +1,194 @@
 //! The HTTP API (127.0.0.1:6784 by default), with Weave's paths and conventions: plain-text
-//! errors, 404 for what is not there (scripts use 404 to detect a disabled feature).
+//! bodies and errors, form values from the query string or a urlencoded body, 404 for what is
+//! not there (scripts use 404 to detect a disabled feature).
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
+use tokio::sync::oneshot;
 
-use crate::status::Report;
+use crate::mesh_edge::{ApiRequest, MeshHandle};
+use crate::status::{self, RouterStatus};
 
-/// What the API handlers read.
-#[derive(Debug)]
+/// What the API handlers use.
 pub struct ApiState {
-    pub report: Report,
+    pub mesh: MeshHandle,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
-        .route("/status", get(status))
+        .route("/status", get(status_main))
+        .route("/status/{view}", get(status_view))
         .route("/report", get(report))
+        .route("/connect", post(connect))
+        .route("/forget", post(forget))
         .fallback(not_found)
         .with_state(state)
 }
 
-async fn status(State(s): State<Arc<ApiState>>) -> Response {
-    text(StatusCode::OK, s.report.status_text())
+/// A consistent snapshot of everything the status views show.
+async fn snapshot(s: &ApiState) -> Result<RouterStatus, Response> {
+    let (tx, rx) = oneshot::channel();
+    let unavailable = || {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the mesh is not running\n".into(),
+        )
+    };
+    if !s.mesh.request(ApiRequest::Status(tx)).await {
+        return Err(unavailable());
+    }
+    let snap = rx.await.map_err(|_| unavailable())?;
+    let mut st = RouterStatus::new(crate::VERSION, snap.mesh);
+    st.encryption = snap.encryption;
+    st.trusted_subnets = snap.trusted_subnets;
+    st.now = snap.taken;
+    Ok(st)
 }
 
-async fn report(State(s): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+async fn status_main(State(s): State<Arc<ApiState>>) -> Response {
+    match snapshot(&s).await {
+        Ok(st) => text(StatusCode::OK, status::status_text(&st)),
+        Err(r) => r,
+    }
+}
+
+async fn status_view(State(s): State<Arc<ApiState>>, Path(view): Path<String>) -> Response {
+    let render: fn(&RouterStatus) -> String = match view.as_str() {
+        "targets" => status::status_targets,
+        "connections" => status::status_connections,
+        "peers" => status::status_peers,
+        // ipam and dns are not there yet: 404, as Weave answers for a disabled feature.
+        _ => return not_found().await,
+    };
+    match snapshot(&s).await {
+        Ok(st) => text(StatusCode::OK, render(&st)),
+        Err(r) => r,
+    }
+}
+
+async fn report(
+    State(s): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let st = match snapshot(&s).await {
+        Ok(st) => st,
+        Err(r) => return r,
+    };
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == "application/json");
-    if !wants_json {
-        // Weave answers `?format=<Go template>` here; weft has no template engine yet.
+    if wants_json {
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            status::report_pretty(&st),
+        )
+            .into_response();
+    }
+    let formats: Vec<String> = form(query.as_deref(), &[])
+        .into_iter()
+        .filter(|(k, _)| k == "format")
+        .map(|(_, v)| v)
+        .collect();
+    let [format] = formats.as_slice() else {
         return text(
             StatusCode::BAD_REQUEST,
-            "error: this router serves /report only with 'Accept: application/json'\n".into(),
+            "error: must supply one format parameter\n".into(),
+        );
+    };
+    render_template(format, &status::report_json(&st))
+}
+
+/// Form values from the query string and a urlencoded body, as Go's `FormValue` reads them.
+fn form(query: Option<&str>, body: &[u8]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    pairs.extend(form_urlencoded::parse(body).into_owned());
+    pairs
+}
+
+fn values(pairs: &[(String, String)], key: &str) -> Vec<String> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+async fn connect(
+    State(s): State<Arc<ApiState>>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let pairs = form(query.as_deref(), &body);
+    let peers = values(&pairs, "peer");
+    let replace = values(&pairs, "replace").iter().any(|v| v == "true");
+    let (tx, rx) = oneshot::channel();
+    if !s
+        .mesh
+        .request(ApiRequest::Connect {
+            peers,
+            replace,
+            reply: tx,
+        })
+        .await
+    {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the mesh is not running\n".into(),
         );
     }
-    match serde_json::to_string_pretty(&s.report) {
-        Ok(mut body) => {
-            body.push('\n');
-            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    match rx.await {
+        Ok(Ok(())) => text(StatusCode::OK, String::new()),
+        Ok(Err(errors)) => {
+            let mut msg: String = errors.iter().map(|e| format!("{e}\n")).collect();
+            if msg.is_empty() {
+                msg.push('\n');
+            }
+            text(StatusCode::BAD_REQUEST, msg)
         }
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        Err(_) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the mesh is not running\n".into(),
+        ),
     }
+}
+
+async fn forget(
+    State(s): State<Arc<ApiState>>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let pairs = form(query.as_deref(), &body);
+    let peers = values(&pairs, "peer");
+    let (tx, rx) = oneshot::channel();
+    if !s
+        .mesh
+        .request(ApiRequest::Forget { peers, reply: tx })
+        .await
+        || rx.await.is_err()
+    {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the mesh is not running\n".into(),
+        );
+    }
+    text(StatusCode::OK, String::new())
+}
+
+fn render_template(_format: &str, _report: &serde_json::Value) -> Response {
+    text(
+        StatusCode::BAD_REQUEST,
+        "error: report templates are not supported yet\n".into(),
+    )
 }
 
 async fn not_found() -> Response {

@@ -6,21 +6,25 @@
 
 pub mod api;
 pub mod identity;
+pub mod mesh_edge;
 pub mod state;
 pub mod status;
+pub mod subnet;
 mod systemd;
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tracing::info;
 use weft_mesh::PeerName;
 
 use crate::identity::{Identity, IdentityError, SystemIds};
+use crate::mesh_edge::MeshSettings;
 use crate::state::{PidLock, StateDirs, StateError};
-use crate::status::{Report, RouterReport};
+use crate::subnet::Subnet;
 
 /// The router's version, as reported by `/status`, `/report` and `weft version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -35,6 +39,54 @@ pub struct RouterConfig {
     pub http_addr: SocketAddr,
     pub name: Option<PeerName>,
     pub nickname: Option<String>,
+    pub mesh: MeshOptions,
+}
+
+/// How the router takes part in the mesh (Weave's launch flags).
+#[derive(Clone)]
+pub struct MeshOptions {
+    /// Mesh TCP and sleeve UDP port (6783).
+    pub port: u16,
+    /// Listen address for the mesh (all addresses by default).
+    pub host: IpAddr,
+    pub password: Option<Vec<u8>>,
+    /// Initial targets.
+    pub peers: Vec<String>,
+    /// Use the persisted targets instead of `peers`.
+    pub resume: bool,
+    pub conn_limit: usize,
+    pub discovery: bool,
+    pub trusted_subnets: Vec<Subnet>,
+}
+
+impl Default for MeshOptions {
+    fn default() -> Self {
+        MeshOptions {
+            port: 6783,
+            host: mesh_edge::ALL_ADDRESSES,
+            password: None,
+            peers: Vec::new(),
+            resume: false,
+            conn_limit: 200,
+            discovery: true,
+            trusted_subnets: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for MeshOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshOptions")
+            .field("port", &self.port)
+            .field("host", &self.host)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("peers", &self.peers)
+            .field("resume", &self.resume)
+            .field("conn_limit", &self.conn_limit)
+            .field("discovery", &self.discovery)
+            .field("trusted_subnets", &self.trusted_subnets)
+            .finish()
+    }
 }
 
 /// Why the router could not start or run. `exit_code` maps it to the CLI's exit status.
@@ -50,6 +102,14 @@ pub enum RouterError {
     HttpListen { addr: SocketAddr, source: io::Error },
     #[error("HTTP API failed: {0}")]
     Serve(io::Error),
+    #[error("cannot listen on {addr} for the mesh (TCP and UDP): address already in use; stop whatever holds it (another weft or Weave Net router?) or pass --port")]
+    MeshAddrInUse { addr: SocketAddr },
+    #[error("cannot listen on {addr} for the mesh: {source}")]
+    MeshListen { addr: SocketAddr, source: io::Error },
+    #[error("you must not specify an initial peer list in conjunction with --resume")]
+    ResumeWithPeers,
+    #[error("cannot read the persisted targets in {path}: {source}; remove the file or launch without --resume")]
+    Targets { path: PathBuf, source: io::Error },
 }
 
 impl RouterError {
@@ -88,26 +148,58 @@ pub async fn run(
                 source,
             },
         })?;
+    let o = &config.mesh;
+    let targets_file = config.dirs.data.join("targets.json");
+    let peers = if o.resume {
+        if !o.peers.is_empty() {
+            return Err(RouterError::ResumeWithPeers);
+        }
+        mesh_edge::load_targets(&targets_file).map_err(|source| RouterError::Targets {
+            path: targets_file.clone(),
+            source,
+        })?
+    } else {
+        o.peers.clone()
+    };
+    let settings = MeshSettings {
+        name: identity.name,
+        nickname: identity.nickname.clone(),
+        port: o.port,
+        host: o.host,
+        password: o.password.clone(),
+        peers,
+        conn_limit: o.conn_limit,
+        discovery: o.discovery,
+        trusted_subnets: o.trusted_subnets.clone(),
+        targets_file,
+    };
+    let mesh_addr = SocketAddr::new(o.host, o.port);
+    let (tcp, udp) = mesh_edge::bind(&settings)
+        .await
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::AddrInUse => RouterError::MeshAddrInUse { addr: mesh_addr },
+            _ => RouterError::MeshListen {
+                addr: mesh_addr,
+                source,
+            },
+        })?;
     info!(
         version = VERSION,
         name = %identity.name,
         name_source = ?identity.name_source,
         nickname = %identity.nickname,
         http_addr = %config.http_addr,
+        mesh_addr = %mesh_addr,
+        encryption = o.password.is_some(),
+        peers = ?settings.peers,
+        conn_limit = o.conn_limit,
+        discovery = o.discovery,
         data_dir = %config.dirs.data.display(),
         run_dir = %config.dirs.run.display(),
         "weft router started"
     );
-    let state = Arc::new(api::ApiState {
-        report: Report {
-            ready: true,
-            version: VERSION.to_owned(),
-            router: RouterReport {
-                name: identity.name.to_string(),
-                nick_name: identity.nickname.clone(),
-            },
-        },
-    });
+    let mesh = mesh_edge::start(settings, tcp, udp);
+    let state = Arc::new(api::ApiState { mesh });
     systemd::notify("READY=1");
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)

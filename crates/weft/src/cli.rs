@@ -52,6 +52,25 @@ pub enum Command {
     },
     /// Print the version of this program and of the running router
     Version,
+    /// Add connection targets (or replace them all with --replace)
+    Connect {
+        #[arg(long)]
+        replace: bool,
+        /// <ip_address_or_fqdn>[:<port>]
+        #[arg(required_unless_present = "replace")]
+        peers: Vec<String>,
+    },
+    /// Remove connection targets
+    Forget {
+        #[arg(required = true)]
+        peers: Vec<String>,
+    },
+    /// Print the router's full report as JSON, or through a Go template with -f
+    Report {
+        /// A Go text/template over the report, e.g. '{{.Router.Name}}'
+        #[arg(short = 'f', long = "format")]
+        format: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -65,12 +84,33 @@ pub struct RouterArgs {
     /// debug, info, warning or error
     #[arg(long, default_value = "info", value_parser = ["debug", "info", "warning", "error"])]
     pub log_level: String,
+    /// Mesh port: TCP for the control plane, UDP for the sleeve
+    #[arg(long, default_value_t = 6783)]
+    pub port: u16,
+    /// Address the mesh listens on (default: all)
+    #[arg(long)]
+    pub host: Option<std::net::IpAddr>,
+    /// Encrypt the mesh with this password (better: set WEAVE_PASSWORD, which keeps it out of ps)
+    #[arg(long, env = "WEAVE_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Comma-separated CIDRs whose peers need no data-path encryption
+    #[arg(long, default_value = "")]
+    pub trusted_subnets: String,
+    /// Most connections to keep (0: unlimited)
+    #[arg(long, default_value_t = 200)]
+    pub conn_limit: usize,
+    /// Do not connect to peers learned from other peers
+    #[arg(long)]
+    pub no_discovery: bool,
+    /// Connect to the targets saved by the last run instead of [PEERS]
+    #[arg(long)]
+    pub resume: bool,
+    /// Peers to connect to: <ip_address_or_fqdn>[:<port>]
+    pub peers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct LaunchArgs {
     #[command(flatten)]
     pub router: RouterArgs,
-    /// Peers to connect to: <ip_address_or_fqdn>[:<port>]
-    pub peers: Vec<String>,
 }

@@ -44,7 +44,26 @@ impl Api {
         if let Some(a) = accept {
             req = req.set("Accept", a);
         }
-        match req.call() {
+        Self::finish(req.call())
+    }
+
+    /// `GET path?query` with the query pairs url-encoded.
+    pub fn get_query(&self, path: &str, query: &[(&str, &str)]) -> Result<String, CallError> {
+        let mut req = self.agent.get(&format!("http://{}{}", self.addr, path));
+        for (k, v) in query {
+            req = req.query(k, v);
+        }
+        Self::finish(req.call())
+    }
+
+    /// `POST path` with an urlencoded form body.
+    pub fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Result<String, CallError> {
+        let req = self.agent.post(&format!("http://{}{}", self.addr, path));
+        Self::finish(req.send_form(form))
+    }
+
+    fn finish(result: Result<ureq::Response, ureq::Error>) -> Result<String, CallError> {
+        match result {
             Ok(resp) => read_body(resp).map_err(CallError::Transport),
             Err(ureq::Error::Status(code, resp)) => Err(CallError::Status {
                 code,

@@ -8,8 +8,6 @@ pub const COMMANDS_NOT_YET: &[&str] = &[
     "env",
     "config",
     "dns-args",
-    "connect",
-    "forget",
     "attach",
     "detach",
     "expose",
@@ -17,7 +15,6 @@ pub const COMMANDS_NOT_YET: &[&str] = &[
     "dns-add",
     "dns-remove",
     "dns-lookup",
-    "report",
     "ps",
     "reset",
     "rmpeer",
@@ -38,13 +35,7 @@ pub const COMMANDS_REMOVED: &[&str] = &[
 
 /// `weave launch` / weaver flags that weft does not implement yet.
 pub const LAUNCH_FLAGS_NOT_YET: &[&str] = &[
-    "--password",
-    "--trusted-subnets",
-    "--host",
-    "--port",
     "--no-restart",
-    "--resume",
-    "--no-discovery",
     "--no-dns",
     "--dns-listen-address",
     "--ipalloc-init",
@@ -63,7 +54,6 @@ pub const LAUNCH_FLAGS_NOT_YET: &[&str] = &[
     "--hostname-replacement",
     "--rewrite-inspect",
     "--token",
-    "--conn-limit",
     "--dns-domain",
     "--dns-ttl",
     "--dns-fallback-timeout",
@@ -171,8 +161,11 @@ mod tests {
             .unwrap()
             .contains("not implemented"));
         assert!(r("launch-router").unwrap().contains("removed"));
-        assert!(r("launch --password=x").unwrap().contains("--password"));
-        assert!(r("launch -password x").unwrap().contains("-password"));
+        assert!(r("launch --no-dns").unwrap().contains("--no-dns"));
+        assert!(r("launch -ipalloc-range x")
+            .unwrap()
+            .contains("-ipalloc-range"));
+        assert_eq!(r("launch --password=x"), None);
         assert!(r("--data-dir /x launch --no-fastdp")
             .unwrap()
             .contains("--no-fastdp"));

@@ -23,15 +23,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
 
 pub fn launch(g: &GlobalArgs, args: &LaunchArgs) -> Outcome {
-    if !args.peers.is_empty() {
-        return Err(Failure::new(
-            1,
-            format!(
-                "weft launch: connecting to peers ({}) is not implemented yet; launch without peers",
-                args.peers.join(" ")
-            ),
-        ));
-    }
     // Validate everything the daemon would reject, so mistakes are reported here.
     let config = router_config(g, &args.router)?;
     let dirs = &config.dirs;
@@ -96,6 +87,29 @@ pub fn launch(g: &GlobalArgs, args: &LaunchArgs) -> Outcome {
     }
     if let Some(nick) = &config.nickname {
         cmd.arg("--nickname").arg(nick);
+    }
+    let r = &args.router;
+    cmd.arg("--port").arg(r.port.to_string());
+    if let Some(host) = r.host {
+        cmd.arg("--host").arg(host.to_string());
+    }
+    cmd.arg("--conn-limit").arg(r.conn_limit.to_string());
+    if !r.trusted_subnets.is_empty() {
+        cmd.arg("--trusted-subnets").arg(&r.trusted_subnets);
+    }
+    if r.no_discovery {
+        cmd.arg("--no-discovery");
+    }
+    if r.resume {
+        cmd.arg("--resume");
+    }
+    // The password travels in the environment, never on a command line others can read.
+    match &r.password {
+        Some(p) => cmd.env("WEAVE_PASSWORD", p),
+        None => cmd.env_remove("WEAVE_PASSWORD"),
+    };
+    if !r.peers.is_empty() {
+        cmd.arg("--").args(&r.peers);
     }
     let log_err = log
         .try_clone()

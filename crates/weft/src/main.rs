@@ -75,6 +75,18 @@ fn dispatch(cli: Cli) -> Outcome {
         }
         Command::Status { view } => status(g, view.as_deref()),
         Command::Version => version(g),
+        Command::Connect { replace, peers } => {
+            let mut form: Vec<(&str, &str)> = peers.iter().map(|p| ("peer", p.as_str())).collect();
+            if replace {
+                form.push(("replace", "true"));
+            }
+            post(g, "/connect", &form)
+        }
+        Command::Forget { peers } => {
+            let form: Vec<(&str, &str)> = peers.iter().map(|p| ("peer", p.as_str())).collect();
+            post(g, "/forget", &form)
+        }
+        Command::Report { format } => report(g, format.as_deref()),
     }
 }
 
@@ -144,11 +156,47 @@ pub fn router_config(
                 .map_err(|e| Failure::new(1, format!("--name: {e}")))
         })
         .transpose()?;
+    let trusted_subnets = weft_router::subnet::Subnet::parse_list(&args.trusted_subnets)
+        .map_err(|e| Failure::new(1, format!("--trusted-subnets: {e}")))?;
+    if args.resume && !args.peers.is_empty() {
+        return Err(Failure::new(
+            1,
+            "you must not specify an initial peer list in conjunction with --resume",
+        ));
+    }
+    if args.port == 0 {
+        return Err(Failure::new(1, "--port: the mesh port must be 1-65535"));
+    }
+    let mut bad_peers = Vec::new();
+    for p in &args.peers {
+        if let Err(e) = weft_mesh::maker::normalise_target(p, args.port) {
+            bad_peers.push(e.to_string());
+        }
+    }
+    if !bad_peers.is_empty() {
+        return Err(Failure::new(1, bad_peers.join("; ")));
+    }
+    let password = match args.password.as_deref() {
+        Some("") | None => None,
+        Some(p) => Some(p.as_bytes().to_vec()),
+    };
     Ok(weft_router::RouterConfig {
         dirs: state_dirs(g)?,
         http_addr: http_addr(g)?,
         name,
         nickname: args.nickname.clone(),
+        mesh: weft_router::MeshOptions {
+            port: args.port,
+            host: args
+                .host
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            password,
+            peers: args.peers.clone(),
+            resume: args.resume,
+            conn_limit: args.conn_limit,
+            discovery: !args.no_discovery,
+            trusted_subnets,
+        },
     })
 }
 
@@ -234,6 +282,38 @@ pub fn api_failure(api: &Api, e: CallError) -> Failure {
         CallError::Transport(t) => {
             Failure::new(1, format!("cannot reach the router at {}: {t}", api.addr()))
         }
+    }
+}
+
+fn post(g: &GlobalArgs, path: &str, form: &[(&str, &str)]) -> Outcome {
+    let api = Api::new(http_addr(g)?);
+    match api.post_form(path, form) {
+        Ok(body) => {
+            print!("{body}");
+            Ok(())
+        }
+        // The router's message lists what was wrong, one line each.
+        Err(CallError::Status { code: 400, body }) => Err(Failure::new(1, body.trim_end())),
+        Err(e) => Err(api_failure(&api, e)),
+    }
+}
+
+fn report(g: &GlobalArgs, format: Option<&str>) -> Outcome {
+    let api = Api::new(http_addr(g)?);
+    let result = match format {
+        None => api.get("/report", Some("application/json")),
+        Some(f) => api.get_query("/report", &[("format", f)]),
+    };
+    match result {
+        Ok(body) => {
+            print!("{body}");
+            Ok(())
+        }
+        Err(CallError::Status {
+            code: 400 | 500,
+            body,
+        }) => Err(Failure::new(1, body.trim_end())),
+        Err(e) => Err(api_failure(&api, e)),
     }
 }
 

@@ -4,8 +4,8 @@
 //! ascending name order and two compressed adjacency lists, one per [`LinkFilter`]. Because index
 //! order *is* name order, Weave's "sort each BFS level by name" is a sort of small integers.
 //!
-//! Cost (V peers, E connections): building the snapshot is O(V + E log V) (one map lookup per
-//! connection for the symmetry check); one BFS is O(V log V + E) time and O(V) memory, with no
+//! Cost (V peers, E connections): building the snapshot is O(V + E log V) (a binary search of
+//! the name list per connection, and of the remote's short sorted list for the symmetry check); one BFS is O(V log V + E) time and O(V) memory, with no
 //! allocation per hop; each broadcast table is one BFS, computed on first use and cached.
 
 use std::collections::BTreeMap;
@@ -56,33 +56,49 @@ impl Graph {
     fn build(peers: &Peers) -> Self {
         let names: Vec<PeerName> = peers.names().collect();
         let index = |n: &PeerName| names.binary_search(n).ok().map(|i| i as u32);
+        // Pass 1: every gossiped link X→Y to a name in the table, with X's `established` flag.
+        // `connections` is a BTreeMap and indices follow name order, so each list is sorted.
+        let mut all = Adjacency {
+            offsets: Vec::with_capacity(names.len() + 1),
+            targets: Vec::new(),
+        };
+        let mut established: Vec<bool> = Vec::new();
+        all.offsets.push(0);
+        for peer in peers.iter() {
+            for (remote_name, conn) in peer.connections() {
+                // A connection to a name no longer in the table (its record was collected while
+                // this peer was kept by a local reference) leads nowhere.
+                let Some(j) = index(remote_name) else {
+                    continue;
+                };
+                all.targets.push(j);
+                established.push(conn.established);
+            }
+            all.offsets.push(all.targets.len() as u32);
+        }
+        // Pass 2: X→Y is symmetric-established if X says established and Y's (sorted) list
+        // has an established link back to X.
         let mut sym = Adjacency {
             offsets: Vec::with_capacity(names.len() + 1),
             targets: Vec::new(),
         };
-        let mut all = sym.clone();
         sym.offsets.push(0);
-        all.offsets.push(0);
-        for peer in peers.iter() {
-            // `connections` is a BTreeMap, so remotes come in name order and the lists stay
-            // sorted.
-            for (remote_name, conn) in peer.connections() {
-                // A connection to a name no longer in the table (its record was collected while
-                // this peer was kept by a local reference) leads nowhere.
-                let (Some(j), Some(remote)) = (index(remote_name), peers.get(*remote_name)) else {
+        for i in 0..names.len() {
+            let (lo, hi) = (all.offsets[i] as usize, all.offsets[i + 1] as usize);
+            for k in lo..hi {
+                let j = all.targets[k] as usize;
+                if !established[k] {
                     continue;
-                };
-                all.targets.push(j);
-                let back = remote
-                    .connections()
-                    .get(&peer.name())
-                    .is_some_and(|c| c.established);
-                if conn.established && back {
-                    sym.targets.push(j);
+                }
+                let (jlo, jhi) = (all.offsets[j] as usize, all.offsets[j + 1] as usize);
+                let back = all.targets[jlo..jhi]
+                    .binary_search(&(i as u32))
+                    .is_ok_and(|pos| established[jlo + pos]);
+                if back {
+                    sym.targets.push(j as u32);
                 }
             }
             sym.offsets.push(sym.targets.len() as u32);
-            all.offsets.push(all.targets.len() as u32);
         }
         Graph { names, sym, all }
     }

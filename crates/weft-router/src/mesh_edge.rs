@@ -1,0 +1,866 @@
+//! The async edge that drives the mesh: TCP listener and dials, one task per connection
+//! running a `weft-wire` [`Connection`], the sleeve UDP socket, and one actor task that owns
+//! the pure cores ([`Mesh`] and each connection's [`HeartbeatLink`]).
+//!
+//! Data flow: a connection task reads bytes, feeds its `Connection`, and forwards handshake
+//! results and messages to the actor over one channel (so the actor sees them in order); the
+//! actor feeds the mesh and the links, and sends back what to write or to close. The actor
+//! also owns the UDP socket (heartbeats are few) and answers the HTTP API's requests.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::sleep_until;
+use tracing::{debug, info, warn};
+use weft_mesh::gossip::{GossipKind, GossipMsg};
+use weft_mesh::maker::TargetError;
+use weft_mesh::mesh::{ConnId, Hello, Mesh, MeshConfig, MeshStatus, MeshTimings, Output};
+use weft_mesh::PeerName;
+use weft_sleeve::{HeartbeatLink, LinkConfig, LinkEvent};
+use weft_wire::{
+    Config as WireConfig, Connection, ConnectionError, Event, Features, GossipEnvelope,
+    LocalIdentity, Message, OverlayControlMsg, RemotePeer, UnicastEnvelope,
+};
+
+use crate::subnet::Subnet;
+
+/// The overlay weft offers today.
+const SLEEVE: &str = "sleeve";
+/// How long a dial may take to connect.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// weft sends sleeve heartbeats this often once established (Weave: every 10 s), and says so
+/// in this feature, which Weave routers ignore; a weft peer then fails a silent link after
+/// [`WEFT_MISSED_HEARTBEATS`] of them instead of Weave's 60 s.
+const HEARTBEAT_FEATURE: &str = "WeftHeartbeatMs";
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+const WEFT_MISSED_HEARTBEATS: u32 = 6;
+
+/// How this router joins the mesh.
+#[derive(Clone)]
+pub struct MeshSettings {
+    pub name: PeerName,
+    pub nickname: String,
+    pub port: u16,
+    /// Address to listen on (all addresses by default).
+    pub host: IpAddr,
+    pub password: Option<Vec<u8>>,
+    pub peers: Vec<String>,
+    pub conn_limit: usize,
+    pub discovery: bool,
+    pub trusted_subnets: Vec<Subnet>,
+    /// Where direct targets are persisted (for `--resume`).
+    pub targets_file: PathBuf,
+}
+
+impl std::fmt::Debug for MeshSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshSettings")
+            .field("name", &self.name)
+            .field("port", &self.port)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("peers", &self.peers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the HTTP API can ask the mesh.
+pub enum ApiRequest {
+    Status(oneshot::Sender<MeshSnapshot>),
+    Connect {
+        peers: Vec<String>,
+        replace: bool,
+        reply: oneshot::Sender<Result<(), Vec<TargetError>>>,
+    },
+    Forget {
+        peers: Vec<String>,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The mesh status plus what the edge knows, taken at one instant.
+#[derive(Debug, Clone)]
+pub struct MeshSnapshot {
+    pub mesh: MeshStatus,
+    pub encryption: bool,
+    pub trusted_subnets: Vec<String>,
+    /// `Instant` and wall clock at the same moment, to show retry times.
+    pub taken: (Instant, SystemTime),
+    pub sleeve_drops: u64,
+}
+
+/// A handle the API uses to reach the actor.
+#[derive(Clone)]
+pub struct MeshHandle {
+    tx: mpsc::Sender<Input>,
+}
+
+impl MeshHandle {
+    pub async fn request(&self, req: ApiRequest) -> bool {
+        self.tx.send(Input::Api(req)).await.is_ok()
+    }
+}
+
+enum Input {
+    Accepted(TcpStream, SocketAddr),
+    Dialed {
+        address: String,
+        must_be_known: bool,
+        result: io::Result<TcpStream>,
+    },
+    Handshake {
+        conn: ConnId,
+        remote: Box<RemotePeer>,
+    },
+    Message {
+        conn: ConnId,
+        msg: Message,
+    },
+    Closed {
+        conn: ConnId,
+        error: Option<ConnectionError>,
+        io_error: Option<String>,
+    },
+    Api(ApiRequest),
+}
+
+enum ConnCmd {
+    Send(Message),
+    Close(String),
+}
+
+/// A connection the actor knows about.
+struct Peer {
+    cmd: mpsc::UnboundedSender<ConnCmd>,
+    outbound: bool,
+    remote_addr: SocketAddr,
+    target: Option<String>,
+    must_be_known: bool,
+    /// Accepted by the mesh.
+    ready: bool,
+    /// Index of the sleeve among the overlays both ends offered; `None`: compat mode.
+    sleeve_index: Option<u8>,
+    remote_name: Option<PeerName>,
+}
+
+/// Bind the mesh sockets. Fails early with a clear error if the port is taken.
+pub async fn bind(settings: &MeshSettings) -> io::Result<(TcpListener, UdpSocket)> {
+    let addr = SocketAddr::new(settings.host, settings.port);
+    let tcp = TcpListener::bind(addr).await?;
+    let udp = UdpSocket::bind(addr).await?;
+    Ok((tcp, udp))
+}
+
+/// Start the mesh: the listener and the actor. Returns the API handle.
+pub fn start(settings: MeshSettings, tcp: TcpListener, udp: UdpSocket) -> MeshHandle {
+    let (tx, rx) = mpsc::channel(1024);
+    let accept_tx = tx.clone();
+    tokio::spawn(accept_loop(tcp, accept_tx));
+    let now = Instant::now();
+    let uid = loop {
+        let u: u64 = rand::random();
+        if u != 0 {
+            break u;
+        }
+    };
+    let mesh = Mesh::new(
+        MeshConfig {
+            name: settings.name,
+            nickname: settings.nickname.clone(),
+            uid,
+            port: settings.port,
+            discovery: settings.discovery,
+            conn_limit: settings.conn_limit,
+            timings: MeshTimings::default(),
+            seed: rand::random(),
+        },
+        now,
+    );
+    let actor = Actor {
+        settings: Arc::new(settings),
+        uid,
+        mesh,
+        udp,
+        tx: tx.clone(),
+        peers: BTreeMap::new(),
+        links: BTreeMap::new(),
+        link_by_name: BTreeMap::new(),
+        next_conn: 1,
+        sleeve_drops: 0,
+    };
+    tokio::spawn(actor.run(rx));
+    MeshHandle { tx }
+}
+
+/// Accept connections, at most 20 at once and then one per 50 ms, as Weave does.
+async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<Input>) {
+    let mut tokens = 20u32;
+    let mut refill = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        if tokens == 0 {
+            refill.tick().await;
+            tokens = 1;
+        }
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                tokens -= 1;
+                if tx.send(Input::Accepted(stream, addr)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                warn!("accepting a mesh connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if tokens < 20 && refill.period() <= Duration::from_millis(50) {
+            // Top up by elapsed ticks without blocking.
+            while tokens < 20 {
+                match tokio::time::timeout(Duration::ZERO, refill.tick()).await {
+                    Ok(_) => tokens += 1,
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+struct Actor {
+    settings: Arc<MeshSettings>,
+    uid: u64,
+    mesh: Mesh,
+    udp: UdpSocket,
+    tx: mpsc::Sender<Input>,
+    peers: BTreeMap<ConnId, Peer>,
+    links: BTreeMap<ConnId, HeartbeatLink>,
+    link_by_name: BTreeMap<PeerName, ConnId>,
+    next_conn: ConnId,
+    sleeve_drops: u64,
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+        let now = Instant::now();
+        if !self.settings.peers.is_empty() {
+            let peers = self.settings.peers.clone();
+            if let Err(errs) = self.mesh.connect(now, &peers, false) {
+                for e in errs {
+                    warn!("{e}");
+                }
+            }
+        }
+        self.mesh.handle_timeout(now);
+        let mut buf = vec![0u8; 65536];
+        loop {
+            self.drain().await;
+            let wake = self
+                .links
+                .values()
+                .filter_map(HeartbeatLink::poll_timeout)
+                .chain(self.mesh.poll_timeout())
+                .min()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+            tokio::select! {
+                input = rx.recv() => match input {
+                    Some(input) => self.handle(input),
+                    None => return,
+                },
+                r = self.udp.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => self.handle_datagram(from, &mut buf[..n]),
+                    Err(e) => debug!("sleeve socket: {e}"),
+                },
+                _ = sleep_until(tokio::time::Instant::from_std(wake)) => {}
+            }
+            let now = Instant::now();
+            for link in self.links.values_mut() {
+                if link.poll_timeout().is_some_and(|t| t <= now) {
+                    link.handle_timeout(now);
+                }
+            }
+            if self.mesh.poll_timeout().is_some_and(|t| t <= now) {
+                self.mesh.handle_timeout(now);
+            }
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = Instant::now();
+        match input {
+            Input::Accepted(stream, addr) => {
+                debug!("accepted mesh connection from {addr}");
+                self.spawn_conn(stream, addr, false, None, false);
+            }
+            Input::Dialed {
+                address,
+                must_be_known,
+                result,
+            } => match result.and_then(|s| s.peer_addr().map(|a| (s, a))) {
+                Ok((stream, addr)) => {
+                    self.spawn_conn(stream, addr, true, Some(address), must_be_known)
+                }
+                Err(e) => {
+                    debug!("dial {address}: {e}");
+                    self.mesh.dial_failed(
+                        now,
+                        &address,
+                        format!("dial tcp4 {address}: {e}"),
+                        false,
+                    );
+                }
+            },
+            Input::Handshake { conn, remote } => self.handshake(now, conn, *remote),
+            Input::Message { conn, msg } => self.message(now, conn, msg),
+            Input::Closed {
+                conn,
+                error,
+                io_error,
+            } => self.closed(now, conn, error, io_error),
+            Input::Api(req) => self.api(now, req),
+        }
+    }
+
+    fn spawn_conn(
+        &mut self,
+        stream: TcpStream,
+        remote_addr: SocketAddr,
+        outbound: bool,
+        target: Option<String>,
+        must_be_known: bool,
+    ) {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let _ = stream.set_nodelay(true);
+        let local = LocalIdentity {
+            name: self.settings.name,
+            uid: self.uid,
+            conn_id: rand::random(),
+        };
+        let trusted = self
+            .settings
+            .trusted_subnets
+            .iter()
+            .any(|s| s.contains(remote_addr.ip()));
+        let short_id = self.mesh.peers().local().raw_short_id().0;
+        let features = Features::standard(
+            &local,
+            &self.settings.nickname,
+            short_id,
+            trusted,
+            Some(SLEEVE),
+        );
+        let mut features = features;
+        features.insert(
+            HEARTBEAT_FEATURE,
+            HEARTBEAT_INTERVAL.as_millis().to_string(),
+        );
+        let mut cfg = WireConfig::new(local, features);
+        if let Some(pw) = &self.settings.password {
+            cfg = cfg.with_password(pw.clone());
+        }
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        self.peers.insert(
+            id,
+            Peer {
+                cmd: cmd_tx,
+                outbound,
+                remote_addr,
+                target,
+                must_be_known,
+                ready: false,
+                sleeve_index: None,
+                remote_name: None,
+            },
+        );
+        tokio::spawn(conn_task(
+            id,
+            stream,
+            outbound,
+            cfg,
+            self.tx.clone(),
+            cmd_rx,
+        ));
+    }
+
+    fn handshake(&mut self, now: Instant, conn: ConnId, remote: RemotePeer) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        peer.remote_name = Some(remote.name);
+        // The overlay: the sleeve, at its index among the overlays both ends offer.
+        let sleeve_index = match &remote.overlays {
+            None => None,
+            Some(theirs) => {
+                let common: Vec<&str> = [SLEEVE]
+                    .into_iter()
+                    .filter(|o| theirs.iter().any(|t| t == o))
+                    .collect();
+                match common.iter().position(|o| *o == SLEEVE) {
+                    Some(i) => Some(i as u8),
+                    None => {
+                        let why = format!(
+                            "no overlay in common with {} (it offers {})",
+                            remote.name,
+                            theirs.join(" ")
+                        );
+                        let _ = peer.cmd.send(ConnCmd::Close(why));
+                        return;
+                    }
+                }
+            }
+        };
+        peer.sleeve_index = sleeve_index;
+        let trust_remote = self
+            .settings
+            .trusted_subnets
+            .iter()
+            .any(|s| s.contains(peer.remote_addr.ip()));
+        // The data path is encrypted unless both ends trust each other.
+        let overlay_key = remote
+            .session_key
+            .clone()
+            .filter(|_| !trust_remote || !remote.trusted_by_remote);
+        let hello = Hello {
+            name: remote.name,
+            nickname: remote.nick_name.clone(),
+            uid: remote.uid,
+            short_id: remote.short_id,
+            conn_uid: remote.conn_uid,
+            outbound: peer.outbound,
+            remote_addr: peer.remote_addr,
+            target: peer.target.clone(),
+            must_be_known: peer.must_be_known,
+            overlay: Some(SLEEVE.to_owned()),
+            encrypted: self
+                .settings
+                .password
+                .as_ref()
+                .map(|_| overlay_key.is_some()),
+        };
+        match self.mesh.connection_ready(now, conn, hello) {
+            Ok(()) => {
+                peer.ready = true;
+                let remote_udp = peer
+                    .outbound
+                    .then(|| SocketAddr::new(peer.remote_addr.ip(), peer.remote_addr.port()));
+                let link = HeartbeatLink::new(
+                    LinkConfig {
+                        local: self.settings.name,
+                        remote: remote.name,
+                        conn_uid: remote.conn_uid,
+                        outbound: peer.outbound,
+                        remote_addr: remote_udp,
+                        session_key: overlay_key,
+                        heartbeat_interval: HEARTBEAT_INTERVAL,
+                        heartbeat_timeout: heartbeat_timeout(&remote),
+                    },
+                    now,
+                );
+                self.links.insert(conn, link);
+                self.link_by_name.insert(remote.name, conn);
+            }
+            Err(refusal) => {
+                info!(
+                    "refusing connection {} {}: {refusal}",
+                    if peer.outbound { "to" } else { "from" },
+                    peer.remote_addr
+                );
+                let _ = peer.cmd.send(ConnCmd::Close(refusal.to_string()));
+                if let Some(t) = peer.target.clone() {
+                    self.mesh
+                        .dial_failed(now, &t, refusal.to_string(), refusal.is_permanent());
+                }
+                // The conn task reports Closed; the peer entry goes then.
+                if let Some(p) = self.peers.get_mut(&conn) {
+                    p.target = None;
+                }
+            }
+        }
+    }
+
+    fn message(&mut self, now: Instant, conn: ConnId, msg: Message) {
+        let gossip = match msg {
+            Message::Heartbeat => return,
+            Message::SleeveCompat { tag, payload } => {
+                if let Some(link) = self.links.get_mut(&conn) {
+                    link.handle_control(now, tag, &payload);
+                }
+                return;
+            }
+            Message::OverlayControl(OverlayControlMsg { index, tag, data }) => {
+                let ours = self.peers.get(&conn).and_then(|p| p.sleeve_index);
+                if ours == Some(index) {
+                    if let Some(link) = self.links.get_mut(&conn) {
+                        link.handle_control(now, tag, &data);
+                    }
+                }
+                return;
+            }
+            Message::Gossip(e) => GossipMsg {
+                kind: GossipKind::Gossip,
+                channel: e.channel,
+                src: e.src,
+                payload: e.payload,
+            },
+            Message::GossipBroadcast(e) => GossipMsg {
+                kind: GossipKind::Broadcast,
+                channel: e.channel,
+                src: e.src,
+                payload: e.payload,
+            },
+            Message::GossipUnicast(e) => GossipMsg {
+                kind: GossipKind::Unicast { dst: e.dst },
+                channel: e.channel,
+                src: e.src,
+                payload: e.payload,
+            },
+        };
+        if !self.peers.get(&conn).is_some_and(|p| p.ready) {
+            return;
+        }
+        if let Err(e) = self.mesh.handle_gossip(now, conn, gossip) {
+            warn!("closing connection {conn}: {e}");
+            self.close(now, conn, e.to_string());
+        }
+    }
+
+    fn close(&mut self, now: Instant, conn: ConnId, why: String) {
+        if let Some(p) = self.peers.get(&conn) {
+            let _ = p.cmd.send(ConnCmd::Close(why.clone()));
+        }
+        self.forget_conn(now, conn, Some(why));
+    }
+
+    /// Drop what the actor holds for a connection and tell the mesh.
+    fn forget_conn(&mut self, now: Instant, conn: ConnId, why: Option<String>) {
+        if let Some(link) = self.links.remove(&conn) {
+            if self.link_by_name.get(&link.remote()) == Some(&conn) {
+                self.link_by_name.remove(&link.remote());
+            }
+        }
+        if let Some(p) = self.peers.get_mut(&conn) {
+            if p.ready {
+                p.ready = false;
+                self.mesh.connection_closed(now, conn, why);
+            }
+        }
+    }
+
+    fn closed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        error: Option<ConnectionError>,
+        io_error: Option<String>,
+    ) {
+        let text = error
+            .as_ref()
+            .map(ToString::to_string)
+            .or(io_error)
+            .unwrap_or_else(|| "connection closed".into());
+        let was_ready = self.peers.get(&conn).is_some_and(|p| p.ready);
+        let target = self.peers.get(&conn).and_then(|p| p.target.clone());
+        if was_ready {
+            info!("connection {conn} closed: {text}");
+            self.forget_conn(now, conn, Some(text));
+        } else if let Some(t) = target {
+            let permanent = matches!(
+                error,
+                Some(ConnectionError::ConnectToSelf | ConnectionError::PeerNameCollision { .. })
+            );
+            info!("connection to {t} failed: {text}");
+            self.mesh.dial_failed(now, &t, text, permanent);
+        } else if let Some(p) = self.peers.get(&conn) {
+            info!("connection from {} failed: {text}", p.remote_addr);
+        }
+        self.peers.remove(&conn);
+    }
+
+    fn handle_datagram(&mut self, from: SocketAddr, datagram: &mut [u8]) {
+        let now = Instant::now();
+        let Ok(sender) = weft_sleeve::packet::sender(datagram) else {
+            self.sleeve_drops += 1;
+            return;
+        };
+        let Some(&conn) = self.link_by_name.get(&sender) else {
+            self.sleeve_drops += 1;
+            return;
+        };
+        if let Some(link) = self.links.get_mut(&conn) {
+            if let Err(e) = link.handle_datagram(now, from, datagram) {
+                self.sleeve_drops += 1;
+                debug!("sleeve packet from {from} dropped: {e}");
+            }
+        }
+    }
+
+    fn api(&mut self, now: Instant, req: ApiRequest) {
+        match req {
+            ApiRequest::Status(reply) => {
+                let snap = MeshSnapshot {
+                    mesh: self.mesh.status(),
+                    encryption: self.settings.password.is_some(),
+                    trusted_subnets: self
+                        .settings
+                        .trusted_subnets
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                    taken: (now, SystemTime::now()),
+                    sleeve_drops: self.sleeve_drops,
+                };
+                let _ = reply.send(snap);
+            }
+            ApiRequest::Connect {
+                peers,
+                replace,
+                reply,
+            } => {
+                let _ = reply.send(self.mesh.connect(now, &peers, replace));
+            }
+            ApiRequest::Forget { peers, reply } => {
+                self.mesh.forget(now, &peers);
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Carry out everything the cores asked for.
+    async fn drain(&mut self) {
+        let now = Instant::now();
+        // Link events may feed the mesh, and mesh outputs may close links: loop until quiet.
+        loop {
+            let mut busy = false;
+            let conns: Vec<ConnId> = self.links.keys().copied().collect();
+            for conn in conns {
+                let mut events = Vec::new();
+                let mut sends = Vec::new();
+                if let Some(link) = self.links.get_mut(&conn) {
+                    while let Some(ev) = link.poll_event() {
+                        events.push(ev);
+                    }
+                    while let Some(t) = link.poll_transmit() {
+                        sends.push(t);
+                    }
+                }
+                for (to, bytes) in sends {
+                    if let Err(e) = self.udp.send_to(&bytes, to).await {
+                        debug!("sleeve send to {to}: {e}");
+                    }
+                }
+                for ev in events {
+                    busy = true;
+                    match ev {
+                        LinkEvent::SendControl(tag, data) => {
+                            let Some(p) = self.peers.get(&conn) else {
+                                continue;
+                            };
+                            let msg = match p.sleeve_index {
+                                Some(index) => {
+                                    Message::OverlayControl(OverlayControlMsg { index, tag, data })
+                                }
+                                None => Message::SleeveCompat { tag, payload: data },
+                            };
+                            let _ = p.cmd.send(ConnCmd::Send(msg));
+                        }
+                        LinkEvent::Established => self.mesh.connection_established(now, conn),
+                        LinkEvent::Failed(why) => {
+                            warn!("connection {conn}: {why}");
+                            self.close(now, conn, why);
+                        }
+                    }
+                }
+            }
+            while let Some(out) = self.mesh.poll_output() {
+                busy = true;
+                match out {
+                    Output::Send { conn, msg } => {
+                        if let Some(p) = self.peers.get(&conn) {
+                            let _ = p.cmd.send(ConnCmd::Send(to_wire(msg)));
+                        }
+                    }
+                    Output::Close { conn, reason } => {
+                        if let Some(p) = self.peers.get(&conn) {
+                            let _ = p.cmd.send(ConnCmd::Close(reason));
+                        }
+                        self.links.remove(&conn);
+                        if let Some(p) = self.peers.get_mut(&conn) {
+                            p.ready = false;
+                        }
+                    }
+                    Output::Dial(d) => {
+                        let tx = self.tx.clone();
+                        tokio::spawn(async move {
+                            let result = dial(&d.address).await;
+                            let _ = tx
+                                .send(Input::Dialed {
+                                    address: d.address,
+                                    must_be_known: d.must_be_known,
+                                    result,
+                                })
+                                .await;
+                        });
+                    }
+                    Output::PersistTargets(targets) => {
+                        persist_targets(&self.settings.targets_file, &targets)
+                    }
+                }
+            }
+            if !busy {
+                break;
+            }
+        }
+    }
+}
+
+/// How long a link to `remote` may stay silent: a weft peer says how often it sends
+/// heartbeats; a Weave peer sends one every 10 s and gets Weave's 60 s.
+fn heartbeat_timeout(remote: &RemotePeer) -> Duration {
+    remote
+        .features
+        .get(HEARTBEAT_FEATURE)
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map(|ms| {
+            (Duration::from_millis(ms) * WEFT_MISSED_HEARTBEATS)
+                .clamp(Duration::from_secs(3), weft_sleeve::link::HEARTBEAT_TIMEOUT)
+        })
+        .unwrap_or(weft_sleeve::link::HEARTBEAT_TIMEOUT)
+}
+
+fn to_wire(msg: GossipMsg) -> Message {
+    match msg.kind {
+        GossipKind::Gossip => Message::Gossip(GossipEnvelope {
+            channel: msg.channel,
+            src: msg.src,
+            payload: msg.payload,
+        }),
+        GossipKind::Broadcast => Message::GossipBroadcast(GossipEnvelope {
+            channel: msg.channel,
+            src: msg.src,
+            payload: msg.payload,
+        }),
+        GossipKind::Unicast { dst } => Message::GossipUnicast(UnicastEnvelope {
+            channel: msg.channel,
+            src: msg.src,
+            dst,
+            payload: msg.payload,
+        }),
+    }
+}
+
+async fn dial(address: &str) -> io::Result<TcpStream> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(address)
+        .await?
+        .filter(SocketAddr::is_ipv4)
+        .collect();
+    let addr = addrs
+        .first()
+        .copied()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no IPv4 address for this name"))?;
+    match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "i/o timeout")),
+    }
+}
+
+/// The persisted direct targets (JSON list of strings), if any.
+pub fn load_targets(path: &std::path::Path) -> io::Result<Vec<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+fn persist_targets(path: &std::path::Path, targets: &[String]) {
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_string(targets).unwrap_or_else(|_| "[]".into());
+    if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+        warn!("cannot persist targets to {}: {e}", path.display());
+    }
+}
+
+/// One TCP connection: bytes in and out of its `weft-wire` state machine.
+async fn conn_task(
+    id: ConnId,
+    mut stream: TcpStream,
+    outbound: bool,
+    cfg: WireConfig,
+    tx: mpsc::Sender<Input>,
+    mut cmds: mpsc::UnboundedReceiver<ConnCmd>,
+) {
+    let side = weft_crypto::Side::from_outbound(outbound);
+    let mut conn = Connection::new(cfg, side, &mut rand::rngs::OsRng, Instant::now());
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut io_error: Option<String> = None;
+    'run: loop {
+        while let Some(bytes) = conn.poll_transmit() {
+            if let Err(e) = stream.write_all(&bytes).await {
+                io_error = Some(format!("write: {e}"));
+                break 'run;
+            }
+        }
+        while let Some(ev) = conn.poll_event() {
+            let input = match ev {
+                Event::HandshakeDone(remote) => Input::Handshake { conn: id, remote },
+                Event::Message(msg) => Input::Message { conn: id, msg },
+                Event::UnknownTag { tag, len } => {
+                    debug!(
+                        "connection {id}: ignoring message with unknown tag {tag} ({len} bytes)"
+                    );
+                    continue;
+                }
+            };
+            if tx.send(input).await.is_err() {
+                return;
+            }
+        }
+        if conn.is_closed() {
+            break;
+        }
+        let wake = conn
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            r = stream.read(&mut buf) => match r {
+                Ok(0) => { io_error = Some("EOF".into()); break; }
+                Ok(n) => { let _ = conn.handle_input(&buf[..n], Instant::now()); }
+                Err(e) => { io_error = Some(format!("read: {e}")); break; }
+            },
+            cmd = cmds.recv() => match cmd {
+                Some(ConnCmd::Send(msg)) => {
+                    if let Err(e) = conn.send_message(&msg) {
+                        debug!("connection {id}: cannot send: {e}");
+                    }
+                }
+                Some(ConnCmd::Close(why)) => {
+                    debug!("connection {id}: closing: {why}");
+                    // Flush what is queued (e.g. nothing) and stop.
+                    conn.close();
+                    io_error = Some(why);
+                    break;
+                }
+                None => break,
+            },
+            _ = sleep_until(tokio::time::Instant::from_std(wake)) => conn.handle_timeout(Instant::now()),
+        }
+    }
+    let _ = stream.shutdown().await;
+    let error = conn.error().cloned();
+    let _ = tx
+        .send(Input::Closed {
+            conn: id,
+            error,
+            io_error,
+        })
+        .await;
+}
+
+/// The default listen address.
+pub const ALL_ADDRESSES: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);

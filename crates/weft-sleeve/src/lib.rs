@@ -1,0 +1,19 @@
+//! The sleeve overlay core: Weave's user-space UDP data path (reference §4).
+//!
+//! * [`packet`]: the datagram format — sender name, then frames of
+//!   `src name ‖ dst name ‖ u16 length ‖ Ethernet frame` — and the "special" all-zero frames
+//!   the sleeve uses for signalling (heartbeat, fragmentation test, MTU test).
+//! * [`link`]: one connection's sleeve state machine. Today it does what a connection needs to
+//!   become *established*: UDP heartbeats carrying the connection UID (encrypted with the
+//!   session key when there is one), learning the peer's UDP address, the
+//!   ConnectionEstablished exchange over TCP, answering a Weave peer's fragmentation and MTU
+//!   tests, and the 60 s heartbeat timeout. Forwarding of Ethernet frames comes with the data
+//!   plane.
+//!
+//! Pure: the caller owns the UDP socket and the clock.
+
+pub mod link;
+pub mod packet;
+
+pub use link::{HeartbeatLink, LinkConfig, LinkEvent};
+pub use packet::{Frame, FrameIter, PacketError, Special};
