@@ -10,10 +10,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use weft_gob::wire::{put_bytes, put_int, put_uint, Reader};
+use weft_gob::wire::{put_bytes, put_int, put_uint};
 use weft_gob::{Decoder, Encoder, GobType, Limits, StructValue, Value};
 
-use crate::topology::{ConnectionSummary, PeerSummary, PeerUpdate, Peers};
+use crate::topology::{
+    ConnectionSummary, ConnectionView, PeerSummary, PeerUpdate, PeerUpdateView, Peers,
+};
 use crate::PeerName;
 
 /// The channel the mesh itself gossips on.
@@ -473,6 +475,61 @@ impl TopologyWriter {
 const MAX_MESSAGE_LEN: usize = 10 << 20;
 const MAX_ELEMENTS: usize = 1 << 20;
 
+/// A minimal bounds-checked cursor for the fast path, mirroring [`weft_gob::wire::Reader`]
+/// (same acceptance, including non-minimal integers) but with `Option` results, so the hot
+/// loop carries no error values.
+struct Cur<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Cur<'a> {
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+    #[inline]
+    fn remaining(&self) -> usize {
+        self.data.len()
+    }
+    #[inline]
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.data.split_at_checked(n)?;
+        self.data = rest;
+        Some(head)
+    }
+    #[inline]
+    fn uint(&mut self) -> Option<u64> {
+        let (&b, rest) = self.data.split_first()?;
+        self.data = rest;
+        if b < 0x80 {
+            return Some(u64::from(b));
+        }
+        let n = 0x100 - usize::from(b);
+        if n > 8 {
+            return None;
+        }
+        let bytes = self.take(n)?;
+        Some(bytes.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+    }
+    #[inline]
+    fn int(&mut self) -> Option<i64> {
+        self.uint().map(weft_gob::wire::unzigzag)
+    }
+    /// A length-prefixed byte string; the length is checked against the input left.
+    #[inline]
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.uint()?).ok()?;
+        self.take(n)
+    }
+    /// An element count, checked against the input left (each element takes a byte).
+    #[inline]
+    fn count(&mut self) -> Option<usize> {
+        usize::try_from(self.uint()?)
+            .ok()
+            .filter(|&n| n <= self.remaining())
+    }
+}
+
 /// Struct field walking exactly as the generic decoder does it: a zero delta or the end of
 /// the message ends the struct; a field number out of range is an error (`None`).
 struct FieldWalk {
@@ -481,11 +538,12 @@ struct FieldWalk {
 }
 
 impl FieldWalk {
-    fn next(&mut self, r: &mut Reader<'_>) -> Option<Option<i64>> {
+    #[inline]
+    fn next(&mut self, r: &mut Cur<'_>) -> Option<Option<i64>> {
         if r.is_empty() {
             return Some(None);
         }
-        let delta = r.uint("field delta").ok()?;
+        let delta = r.uint()?;
         if delta == 0 {
             return Some(None);
         }
@@ -498,44 +556,46 @@ impl FieldWalk {
     }
 }
 
+#[inline]
 fn charge(budget: &mut usize, n: usize) -> Option<()> {
     *budget = budget.checked_sub(n)?;
     Some(())
 }
 
-fn read_str(r: &mut Reader<'_>) -> Option<String> {
-    std::str::from_utf8(r.bytes("string").ok()?)
-        .ok()
-        .map(str::to_owned)
+#[inline]
+fn read_str<'a>(r: &mut Cur<'a>) -> Option<&'a str> {
+    std::str::from_utf8(r.bytes()?).ok()
 }
 
-fn read_peer_summary(r: &mut Reader<'_>, budget: &mut usize) -> Option<PeerSummary> {
-    let mut s = PeerSummary::default();
+/// Reads a `peerSummary` value's fields (connections left empty).
+fn read_peer_summary<'a>(r: &mut Cur<'a>, budget: &mut usize) -> Option<PeerUpdateView<'a>> {
+    let mut s = PeerUpdateView::default();
     let mut walk = FieldWalk { last: -1, count: 6 };
     while let Some(i) = walk.next(r)? {
         charge(budget, 1)?;
         match i {
-            0 => s.name_byte = r.bytes("NameByte").ok()?.to_vec(),
+            0 => s.name_byte = r.bytes()?,
             1 => s.nick_name = read_str(r)?,
-            2 => s.uid = r.uint("UID").ok()?,
-            3 => s.version = r.uint("Version").ok()?,
-            4 => s.short_id = r.uint("ShortID").ok()?,
-            _ => s.has_short_id = r.uint("HasShortID").ok()? != 0,
+            2 => s.uid = r.uint()?,
+            3 => s.version = r.uint()?,
+            4 => s.short_id = r.uint()?,
+            _ => s.has_short_id = r.uint()? != 0,
         }
     }
     Some(s)
 }
 
-fn read_connection(r: &mut Reader<'_>, budget: &mut usize) -> Option<ConnectionSummary> {
-    let mut c = ConnectionSummary::default();
+#[inline]
+fn read_connection<'a>(r: &mut Cur<'a>, budget: &mut usize) -> Option<ConnectionView<'a>> {
+    let mut c = ConnectionView::default();
     let mut walk = FieldWalk { last: -1, count: 4 };
     while let Some(i) = walk.next(r)? {
         charge(budget, 1)?;
         match i {
-            0 => c.name_byte = r.bytes("NameByte").ok()?.to_vec(),
+            0 => c.name_byte = r.bytes()?,
             1 => c.remote_tcp_addr = read_str(r)?,
-            2 => c.outbound = r.uint("Outbound").ok()? != 0,
-            _ => c.established = r.uint("Established").ok()? != 0,
+            2 => c.outbound = r.uint()? != 0,
+            _ => c.established = r.uint()? != 0,
         }
     }
     Some(c)
@@ -543,26 +603,32 @@ fn read_connection(r: &mut Reader<'_>, budget: &mut usize) -> Option<ConnectionS
 
 /// The fast topology decoder: reads a payload in the canonical shape (definitions byte-equal
 /// to those Go and weft write, for any first type id; values of those types alternating
-/// `peerSummary`, `[]connectionSummary`) directly into [`PeerUpdate`]s. `None` means "not in
-/// that shape, or malformed": the caller falls back to [`decode_topology_generic`], which
-/// gives the authoritative answer. Whenever this returns `Some`, the generic decoder returns
-/// the same update (checked by a test and by the `topology_payload` fuzz target).
+/// `peerSummary`, `[]connectionSummary`) directly into owned [`PeerUpdate`]s. `None` means
+/// "not in that shape, or malformed": the caller falls back to [`decode_topology_generic`],
+/// which gives the authoritative answer. Whenever this returns `Some`, the generic decoder
+/// returns the same update (checked by tests and by the `topology_payload` fuzz target).
 pub fn decode_topology_fast(payload: &[u8]) -> Option<Vec<PeerUpdate>> {
-    let mut r = Reader::new(payload);
+    decode_topology_view(payload).map(|v| v.iter().map(PeerUpdateView::to_owned_update).collect())
+}
+
+/// [`decode_topology_fast`] without copying: the records borrow names, nicknames and
+/// addresses from `payload`. This is what [`crate::mesh::Mesh`] applies.
+pub fn decode_topology_view(payload: &[u8]) -> Option<Vec<PeerUpdateView<'_>>> {
+    let mut r = Cur { data: payload };
     let mut canon: Option<Rc<Canon>> = None;
     let (mut have_peer, mut have_slice, mut have_conn) = (false, false, false);
-    let mut pending: Option<PeerSummary> = None;
+    let mut pending: Option<PeerUpdateView<'_>> = None;
     let mut out = Vec::new();
     while !r.is_empty() {
         let start = payload.len() - r.remaining();
-        let len = usize::try_from(r.uint("message length").ok()?).ok()?;
+        let len = usize::try_from(r.uint()?).ok()?;
         if len == 0 || len > MAX_MESSAGE_LEN {
             return None;
         }
-        let body = r.take(len, "message body").ok()?;
+        let body = r.take(len)?;
         let whole = payload.get(start..payload.len() - r.remaining())?;
-        let mut b = Reader::new(body);
-        let id = b.int("type id").ok()?;
+        let mut b = Cur { data: body };
+        let id = b.int()?;
         if id < 0 {
             let def = id.checked_neg()?;
             if canon.is_none() {
@@ -585,20 +651,19 @@ pub fn decode_topology_fast(payload: &[u8]) -> Option<Vec<PeerUpdate>> {
         if id == c.peer_id && have_peer && pending.is_none() {
             pending = Some(read_peer_summary(&mut b, &mut budget)?);
         } else if id == c.slice_id && have_slice && have_conn {
-            let summary = pending.take()?;
-            if b.uint("singleton delta").ok()? != 0 {
+            let mut record = pending.take()?;
+            if b.uint()? != 0 {
                 return None;
             }
-            let n = b.count("element count").ok()?;
+            let n = b.count()?;
             charge(&mut budget, n)?;
-            let mut connections = Vec::with_capacity(n);
+            record.connections.reserve_exact(n);
             for _ in 0..n {
-                connections.push(read_connection(&mut b, &mut budget)?);
+                record
+                    .connections
+                    .push(read_connection(&mut b, &mut budget)?);
             }
-            out.push(PeerUpdate {
-                summary,
-                connections,
-            });
+            out.push(record);
         } else {
             return None;
         }

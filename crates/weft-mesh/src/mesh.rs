@@ -16,9 +16,12 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use crate::gossip::{decode_topology, encode_peers, GossipKind, GossipMsg, TOPOLOGY_CHANNEL};
+use crate::gossip::{
+    decode_topology_generic, decode_topology_view, encode_peers, GossipKind, GossipMsg,
+    TOPOLOGY_CHANNEL,
+};
 use crate::maker::{ConnectionMaker, Dial, TargetError, TargetStatus};
-use crate::topology::{LinkFilter, Peers, RandomSource, Routes};
+use crate::topology::{LinkFilter, PeerUpdate, Peers, RandomSource, Routes, TopologyError};
 use crate::PeerName;
 
 /// Identifies one TCP connection for the lifetime of the process (assigned by the caller).
@@ -35,6 +38,20 @@ pub struct MeshTimings {
     pub gc_delay: Duration,
     /// How long an exact duplicate of relayed gossip is remembered.
     pub duplicate_memory: Duration,
+    /// Which neighbours tag-4 topology gossip goes to. Weave (and the default) is
+    /// [`Fanout::Random`]; [`Fanout::All`] exists as a baseline for benchmarks.
+    pub fanout: Fanout,
+}
+
+/// How tag-4 topology gossip chooses its neighbours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fanout {
+    /// Weave 2.6+: a weighted random subset of `min(⌊2·log2 N⌋, #next hops)` (reference §3.6).
+    #[default]
+    Random,
+    /// Naive flooding: every connected neighbour except the sender. Not Weave's behaviour;
+    /// only a benchmark baseline.
+    All,
 }
 
 impl Default for MeshTimings {
@@ -44,7 +61,122 @@ impl Default for MeshTimings {
             update_delay: Duration::from_secs(1),
             gc_delay: Duration::from_secs(1),
             duplicate_memory: Duration::from_secs(30),
+            fanout: Fanout::Random,
         }
+    }
+}
+
+/// Bounds on what other peers can make this router hold (see the module docs). Weave has none
+/// of these; they only refuse traffic no correct peer sends at these sizes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshLimits {
+    /// Most peers (placeholders included) in the peer table. A topology update that would grow
+    /// the table past it is refused as a whole ([`GossipError::TooManyPeers`]; the caller
+    /// closes the sending connection). Default [`DEFAULT_MAX_PEERS`].
+    pub max_peers: usize,
+    /// Most bytes the duplicate-suppression cache of relayed gossip (channels we do not
+    /// implement) holds, payloads plus [`SEEN_ENTRY_OVERHEAD`] each; the oldest entries are
+    /// evicted first (an evicted payload seen again is relayed again). Default
+    /// [`DEFAULT_GOSSIP_MEMORY_BYTES`].
+    pub gossip_memory_bytes: usize,
+}
+
+/// Default [`MeshLimits::max_peers`]: 10,000 (Weave was run to a few hundred; 10x headroom
+/// over the largest meshes reported).
+pub const DEFAULT_MAX_PEERS: usize = 10_000;
+/// Default [`MeshLimits::gossip_memory_bytes`]: 4 MiB.
+pub const DEFAULT_GOSSIP_MEMORY_BYTES: usize = 4 << 20;
+/// Bytes charged per remembered payload on top of its length (hash, expiry, queue and index
+/// slots), so that many tiny payloads are bounded too.
+pub const SEEN_ENTRY_OVERHEAD: usize = 64;
+
+impl Default for MeshLimits {
+    fn default() -> Self {
+        MeshLimits {
+            max_peers: DEFAULT_MAX_PEERS,
+            gossip_memory_bytes: DEFAULT_GOSSIP_MEMORY_BYTES,
+        }
+    }
+}
+
+/// Duplicate suppression for relayed tag-4 gossip (reference §3.1: an exact payload is
+/// remembered for one gossip interval), bounded in bytes: entries live in arrival order (which
+/// is also expiry order), indexed by hash; the oldest go first when the budget is exceeded.
+#[derive(Debug, Default)]
+struct SeenCache {
+    by_hash: HashMap<u64, Vec<u64>>,
+    entries: VecDeque<SeenEntry>,
+    /// Sequence number of `entries[0]`.
+    first_seq: u64,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct SeenEntry {
+    hash: u64,
+    expires: Instant,
+    payload: Vec<u8>,
+}
+
+impl SeenCache {
+    fn cost(len: usize) -> usize {
+        len.saturating_add(SEEN_ENTRY_OVERHEAD)
+    }
+
+    /// False if `payload` is an exact duplicate of one remembered; otherwise remember it.
+    fn remember(&mut self, now: Instant, expires: Instant, payload: &[u8], budget: usize) -> bool {
+        self.expire(now);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        payload.hash(&mut h);
+        let hash = h.finish();
+        if let Some(seqs) = self.by_hash.get(&hash) {
+            let first = self.first_seq;
+            let dup = seqs.iter().any(|&q| {
+                usize::try_from(q - first)
+                    .ok()
+                    .and_then(|i| self.entries.get(i))
+                    .is_some_and(|e| e.payload == payload)
+            });
+            if dup {
+                return false;
+            }
+        }
+        let cost = Self::cost(payload.len());
+        // Make room; the newest payload is always kept, so the cache holds at most
+        // max(budget, one payload + overhead).
+        while self.bytes.saturating_add(cost) > budget && self.pop_oldest() {}
+        let seq = self.first_seq + self.entries.len() as u64;
+        self.entries.push_back(SeenEntry {
+            hash,
+            expires,
+            payload: payload.to_vec(),
+        });
+        self.by_hash.entry(hash).or_default().push(seq);
+        self.bytes += cost;
+        true
+    }
+
+    /// Drop entries whose time is up.
+    fn expire(&mut self, now: Instant) {
+        while self.entries.front().is_some_and(|e| e.expires <= now) {
+            self.pop_oldest();
+        }
+    }
+
+    fn pop_oldest(&mut self) -> bool {
+        let Some(e) = self.entries.pop_front() else {
+            return false;
+        };
+        let seq = self.first_seq;
+        self.first_seq += 1;
+        self.bytes -= Self::cost(e.payload.len());
+        if let Some(seqs) = self.by_hash.get_mut(&e.hash) {
+            seqs.retain(|&q| q != seq);
+            if seqs.is_empty() {
+                self.by_hash.remove(&e.hash);
+            }
+        }
+        true
     }
 }
 
@@ -62,6 +194,8 @@ pub struct MeshConfig {
     pub timings: MeshTimings,
     /// Seed for every random choice (short ID, fan-out, retry jitter).
     pub seed: u64,
+    /// Memory bounds against misbehaving peers; `MeshLimits::default()` normally.
+    pub limits: MeshLimits,
 }
 
 /// What the remote said about itself in the handshake, plus how we reached it.
@@ -116,6 +250,14 @@ pub enum GossipError {
     TopologyUnicast,
     #[error("{0}")]
     BadTopology(String),
+    /// A topology update would grow the peer table past [`MeshLimits::max_peers`]; nothing of
+    /// it was applied.
+    #[error("topology update would add {new} peers to {known}, over the limit of {limit}")]
+    TooManyPeers {
+        limit: usize,
+        known: usize,
+        new: usize,
+    },
 }
 
 /// What the core asks the edge to do.
@@ -242,8 +384,8 @@ pub struct Mesh {
     update_due: Option<Instant>,
     gc_due: Option<Instant>,
     next_gossip: Instant,
-    /// Relayed gossip of channels we do not implement: hash → (expiry, payloads).
-    seen: HashMap<u64, Vec<(Instant, Vec<u8>)>>,
+    /// Relayed gossip of channels we do not implement, for duplicate suppression.
+    seen: SeenCache,
     next_seen_sweep: Instant,
     out: VecDeque<Output>,
     /// Topology to send per connection, merged until the edge next polls (Weave merges queued
@@ -263,7 +405,8 @@ impl Mesh {
     pub fn new(cfg: MeshConfig, now: Instant) -> Self {
         let mut rng = Rng(cfg.seed);
         let short_id = (rng.next() % 4096) as u16;
-        let peers = Peers::new(cfg.name, cfg.nickname.clone(), cfg.uid, short_id);
+        let mut peers = Peers::new(cfg.name, cfg.nickname.clone(), cfg.uid, short_id);
+        peers.set_max_peers(cfg.limits.max_peers);
         let routes = Routes::calculate(&peers);
         let maker = ConnectionMaker::new(cfg.port, cfg.discovery, cfg.conn_limit, rng.next());
         let next_gossip = now + cfg.timings.gossip_interval;
@@ -278,7 +421,7 @@ impl Mesh {
             update_due: None,
             gc_due: None,
             next_gossip,
-            seen: HashMap::new(),
+            seen: SeenCache::default(),
             next_seen_sweep: now + cfg.timings.duplicate_memory,
             out: VecDeque::new(),
             topo_pending: BTreeMap::new(),
@@ -552,12 +695,27 @@ impl Mesh {
         if matches!(msg.kind, GossipKind::Unicast { .. }) {
             return Err(GossipError::TopologyUnicast);
         }
-        let update =
-            decode_topology(&msg.payload).map_err(|e| GossipError::BadTopology(e.to_string()))?;
+        // The fast path borrows from the payload; anything else goes through the generic
+        // decoder (same result, see `gossip::decode_topology`).
+        let owned;
+        let view = match decode_topology_view(&msg.payload) {
+            Some(view) => view,
+            None => {
+                owned = decode_topology_generic(&msg.payload)
+                    .map_err(|e| GossipError::BadTopology(e.to_string()))?;
+                owned.iter().map(PeerUpdate::view).collect()
+            }
+        };
         let outcome = self
             .peers
-            .apply_update(&update, &mut self.rng)
-            .map_err(|e| GossipError::BadTopology(e.to_string()))?;
+            .apply_update_view(&view, &mut self.rng)
+            .map_err(|e| match e {
+                TopologyError::TooManyPeers { limit, known, new } => {
+                    GossipError::TooManyPeers { limit, known, new }
+                }
+                e => GossipError::BadTopology(e.to_string()),
+            })?;
+        drop(view);
         if outcome.local_changed {
             self.schedule_update(now, [self.cfg.name]);
         }
@@ -588,14 +746,17 @@ impl Mesh {
 
     /// Remember a relayed payload; false if it was an exact duplicate seen recently.
     fn remember(&mut self, now: Instant, payload: &[u8]) -> bool {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        payload.hash(&mut h);
-        let entry = self.seen.entry(h.finish()).or_default();
-        if entry.iter().any(|(_, p)| p == payload) {
-            return false;
-        }
-        entry.push((now + self.cfg.timings.duplicate_memory, payload.to_vec()));
-        true
+        self.seen.remember(
+            now,
+            now + self.cfg.timings.duplicate_memory,
+            payload,
+            self.cfg.limits.gossip_memory_bytes,
+        )
+    }
+
+    /// Bytes the duplicate-suppression cache holds now (payloads plus per-entry overhead).
+    pub fn gossip_memory_bytes(&self) -> usize {
+        self.seen.bytes
     }
 
     fn relay_broadcast(&mut self, msg: &GossipMsg) {
@@ -656,7 +817,15 @@ impl Mesh {
         if !self.topo_fanout.is_empty() {
             self.refresh_routes();
             for (except, names) in std::mem::take(&mut self.topo_fanout) {
-                let hops = self.routes.random_neighbours(except, &mut self.rng);
+                let hops = match self.cfg.timings.fanout {
+                    Fanout::Random => self.routes.random_neighbours(except, &mut self.rng),
+                    Fanout::All => self
+                        .by_peer
+                        .keys()
+                        .copied()
+                        .filter(|&p| Some(p) != except)
+                        .collect(),
+                };
                 for hop in hops {
                     if let Some(&conn) = self.by_peer.get(&hop) {
                         self.queue_topology(conn, names.iter().copied());
@@ -765,10 +934,7 @@ impl Mesh {
         }
         if self.next_seen_sweep <= now {
             self.next_seen_sweep = now + self.cfg.timings.duplicate_memory;
-            self.seen.retain(|_, v| {
-                v.retain(|(t, _)| *t > now);
-                !v.is_empty()
-            });
+            self.seen.expire(now);
         }
         self.refresh_routes();
         self.refresh_discovery(now);

@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use crate::gossip::GossipMsg;
-use crate::mesh::{ConnId, Hello, Mesh, MeshConfig, MeshTimings, Output};
+use crate::mesh::{ConnId, Hello, Mesh, MeshConfig, MeshLimits, MeshTimings, Output};
 use crate::PeerName;
 
 /// Totals of one simulated run.
@@ -59,6 +59,8 @@ impl Ord for GossipMsgOrd {
 /// The simulated mesh.
 pub struct Sim {
     pub now: Instant,
+    /// The routers. Read freely; change one through [`Sim::with_node`] so that its outputs
+    /// and timer are picked up.
     pub nodes: Vec<Mesh>,
     latency: Duration,
     /// conn id → (owner node, peer node, the peer's conn id)
@@ -88,6 +90,7 @@ pub fn node_config(i: usize, seed: u64) -> MeshConfig {
         conn_limit: 0,
         timings: MeshTimings::default(),
         seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        limits: MeshLimits::default(),
     }
 }
 
@@ -106,10 +109,18 @@ fn node_addr(i: usize) -> SocketAddr {
 impl Sim {
     /// `n` routers with no connections.
     pub fn new(n: usize, seed: u64, latency: Duration) -> Self {
+        Self::with_configs(n, latency, |i| node_config(i, seed))
+    }
+
+    /// `n` routers with no connections, node `i` configured by `config(i)` (start from
+    /// [`node_config`]; the name must be [`node_name`]`(i)`).
+    pub fn with_configs(
+        n: usize,
+        latency: Duration,
+        config: impl FnMut(usize) -> MeshConfig,
+    ) -> Self {
         let now = Instant::now();
-        let nodes = (0..n)
-            .map(|i| Mesh::new(node_config(i, seed), now))
-            .collect();
+        let nodes = (0..n).map(config).map(|c| Mesh::new(c, now)).collect();
         Sim {
             now,
             nodes,
@@ -142,10 +153,11 @@ impl Sim {
         f(&mut self.nodes[i], now)
     }
 
-    /// Add a router that is not connected to anything yet; returns its index.
-    pub fn add_node(&mut self, seed: u64) -> usize {
+    /// Add a router that is not connected to anything yet; returns its index. `config` gets
+    /// the new index (start from [`node_config`]).
+    pub fn add_node(&mut self, config: impl FnOnce(usize) -> MeshConfig) -> usize {
         let i = self.nodes.len();
-        self.nodes.push(Mesh::new(node_config(i, seed), self.now));
+        self.nodes.push(Mesh::new(config(i), self.now));
         self.is_touched.push(false);
         self.touch(i);
         i

@@ -13,7 +13,9 @@ use axum::Router;
 use tokio::sync::oneshot;
 
 use crate::mesh_edge::{ApiRequest, MeshHandle};
+use crate::metrics;
 use crate::status::{self, RouterStatus};
+use crate::template::{self, TemplateError};
 
 /// What the API handlers use.
 pub struct ApiState {
@@ -27,6 +29,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/report", get(report))
         .route("/connect", post(connect))
         .route("/forget", post(forget))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state)
 }
@@ -184,11 +187,33 @@ async fn forget(
     text(StatusCode::OK, String::new())
 }
 
-fn render_template(_format: &str, _report: &serde_json::Value) -> Response {
-    text(
-        StatusCode::BAD_REQUEST,
-        "error: report templates are not supported yet\n".into(),
-    )
+/// Weave answers template parse errors with 400 and execution errors with 500.
+fn render_template(format: &str, report: &serde_json::Value) -> Response {
+    match template::render(format, report) {
+        Ok(out) => text(StatusCode::OK, out),
+        Err(e @ TemplateError::Parse(_)) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        Err(e @ TemplateError::Exec(_)) => {
+            tracing::warn!("report template: {e}");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("error during template execution: {e}\n"),
+            )
+        }
+    }
+}
+
+async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
+    match snapshot(&s).await {
+        Ok(st) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            metrics::render_metrics(&st),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
 }
 
 async fn not_found() -> Response {

@@ -7,10 +7,12 @@
 pub mod api;
 pub mod identity;
 pub mod mesh_edge;
+pub mod metrics;
 pub mod state;
 pub mod status;
 pub mod subnet;
 mod systemd;
+pub mod template;
 
 use std::future::Future;
 use std::io;

@@ -21,7 +21,9 @@ use tokio::time::sleep_until;
 use tracing::{debug, info, warn};
 use weft_mesh::gossip::{GossipKind, GossipMsg};
 use weft_mesh::maker::TargetError;
-use weft_mesh::mesh::{ConnId, Hello, Mesh, MeshConfig, MeshStatus, MeshTimings, Output};
+use weft_mesh::mesh::{
+    ConnId, Hello, Mesh, MeshConfig, MeshLimits, MeshStatus, MeshTimings, Output,
+};
 use weft_mesh::PeerName;
 use weft_sleeve::{HeartbeatLink, LinkConfig, LinkEvent};
 use weft_wire::{
@@ -178,6 +180,7 @@ pub fn start(settings: MeshSettings, tcp: TcpListener, udp: UdpSocket) -> MeshHa
             discovery: settings.discovery,
             conn_limit: settings.conn_limit,
             timings: MeshTimings::default(),
+            limits: MeshLimits::default(),
             seed: rand::random(),
         },
         now,

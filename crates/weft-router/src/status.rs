@@ -314,9 +314,13 @@ pub fn status_targets(s: &RouterStatus) -> String {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct WeaveReport {
+    /// `Ready`: every component is up.
     pub ready: bool,
+    /// `Version`.
     pub version: String,
+    /// `VersionCheck`.
     pub version_check: VersionCheckReport,
+    /// `Router`.
     pub router: RouterSection,
 }
 
@@ -325,8 +329,11 @@ pub struct WeaveReport {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct VersionCheckReport {
+    /// `Enabled`: whether version checks run (never, in weft).
     pub enabled: bool,
+    /// `Success`: whether the last check succeeded.
     pub success: bool,
+    /// `NewVersion`: the newer version found, if any.
     pub new_version: String,
     /// Go's zero `time.Time` in RFC 3339 when no check is scheduled.
     pub next_check_at: String,
@@ -348,19 +355,33 @@ impl Default for VersionCheckReport {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct RouterSection {
+    /// `Protocol`: always `weave`.
     pub protocol: String,
+    /// `ProtocolMinVersion`.
     pub protocol_min_version: u8,
+    /// `ProtocolMaxVersion`.
     pub protocol_max_version: u8,
+    /// `Encryption`: whether a password is set.
     pub encryption: bool,
+    /// `PeerDiscovery`.
     pub peer_discovery: bool,
+    /// `Name`: the peer name.
     pub name: String,
+    /// `NickName`.
     pub nick_name: String,
+    /// `Port`: the mesh TCP port.
     pub port: u16,
+    /// `Peers`: every known peer, ourselves included.
     pub peers: Option<Vec<PeerReport>>,
+    /// `UnicastRoutes`: destination and next hop.
     pub unicast_routes: Option<Vec<UnicastRouteReport>>,
+    /// `BroadcastRoutes`: the neighbours a broadcast from each source goes to.
     pub broadcast_routes: Option<Vec<BroadcastRouteReport>>,
+    /// `Connections`.
     pub connections: Option<Vec<ConnectionReport>>,
+    /// `TerminationCount`: connections terminated so far.
     pub termination_count: u64,
+    /// `Targets`: the addresses given to `connect`/`launch`.
     pub targets: Option<Vec<String>>,
     /// Overlay name to its diagnostics (`null` for sleeve, as Weave's).
     pub overlay_diagnostics: BTreeMap<String, serde_json::Value>,
@@ -372,13 +393,19 @@ pub struct RouterSection {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct PeerReport {
+    /// `Name`: the peer name.
     pub name: String,
+    /// `NickName`.
     pub nick_name: String,
+    /// `UID`: the random id chosen at start.
     #[serde(rename = "UID")]
     pub uid: u64,
+    /// `ShortID`.
     #[serde(rename = "ShortID")]
     pub short_id: u16,
+    /// `Version`.
     pub version: u64,
+    /// `Connections`.
     pub connections: Option<Vec<PeerConnectionReport>>,
 }
 
@@ -386,10 +413,15 @@ pub struct PeerReport {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct PeerConnectionReport {
+    /// `Name`: the peer name.
     pub name: String,
+    /// `NickName`.
     pub nick_name: String,
+    /// `Address`: the remote TCP address.
     pub address: String,
+    /// `Outbound`: whether this side dialled.
     pub outbound: bool,
+    /// `Established`.
     pub established: bool,
 }
 
@@ -397,7 +429,9 @@ pub struct PeerConnectionReport {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct UnicastRouteReport {
+    /// `Dest`.
     pub dest: String,
+    /// `Via`.
     pub via: String,
 }
 
@@ -405,7 +439,9 @@ pub struct UnicastRouteReport {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct BroadcastRouteReport {
+    /// `Source`.
     pub source: String,
+    /// `Via`.
     pub via: Option<Vec<String>>,
 }
 
@@ -413,9 +449,13 @@ pub struct BroadcastRouteReport {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct ConnectionReport {
+    /// `Address`: the remote TCP address.
     pub address: String,
+    /// `Outbound`: whether this side dialled.
     pub outbound: bool,
+    /// `State`: established, pending, retrying, failed or connecting.
     pub state: String,
+    /// `Info`: Weave's description of the connection or the last error.
     pub info: String,
     /// Overlay attributes, typed as Weave's (`mtu` a number, `encrypted` a bool); `null`
     /// for targets.
@@ -573,8 +613,11 @@ pub fn report_pretty(s: &RouterStatus) -> String {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct Report {
+    /// `Ready`: every component is up.
     pub ready: bool,
+    /// `Version`.
     pub version: String,
+    /// `Router`.
     pub router: RouterReport,
 }
 
@@ -582,7 +625,9 @@ pub struct Report {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct RouterReport {
+    /// `Name`: the peer name.
     pub name: String,
+    /// `NickName`.
     pub nick_name: String,
 }
 

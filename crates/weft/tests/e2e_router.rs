@@ -137,8 +137,14 @@ fn bad_input_is_refused_clearly() {
     let cases: &[(&[&str], i32, &str)] = &[
         (&["frobnicate"], 1, "unrecognized subcommand"),
         (&["launch", "--frobnicate"], 1, "unexpected argument"),
-        (&["launch", "--password", "x"], 1, "does not implement yet"),
-        (&["launch", "198.18.0.2"], 1, "not implemented yet"),
+        (&["launch", "--no-dns"], 1, "does not implement yet"),
+        (&["launch", "not/a host"], 1, "invalid peer"),
+        (
+            &["launch", "--trusted-subnets", "10.0.0.0/33"],
+            1,
+            "--trusted-subnets",
+        ),
+        (&["launch", "--resume", "198.18.0.2"], 1, "--resume"),
         (&["launch", "--name", "zz:zz"], 1, "--name"),
         (&["attach", "10.32.0.1/12", "c1"], 1, "not implemented"),
         (&["launch-router"], 1, "removed"),
@@ -228,19 +234,27 @@ fn bad_input_is_refused_clearly() {
     );
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("already answers"), "{r:?}");
-    // A router with its own API address runs beside it.
+    // Its own API address is not enough: the mesh port is taken too.
+    let other = [
+        "--run-dir",
+        "/run/weft-lab/e2ebad/other-run",
+        "--data-dir",
+        "/run/weft-lab/e2ebad/other-data",
+        "--http-addr",
+        "127.0.0.1:6790",
+    ];
+    let r = weft(&lab, 1, &[&other[..], &["launch"]].concat());
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("for the mesh (TCP and UDP): address already in use"),
+        "{r:?}"
+    );
+    // With its own mesh port too, a second router runs beside the first.
     let name2 = weft(
         &lab,
         1,
-        &[
-            "--run-dir",
-            "/run/weft-lab/e2ebad/other-run",
-            "--data-dir",
-            "/run/weft-lab/e2ebad/other-data",
-            "--http-addr",
-            "127.0.0.1:6790",
-            "launch",
-        ],
+        &[&other[..], &["launch", "--port", "6791"]].concat(),
     )
     .ok();
     let st = weft(&lab, 1, &["--http-addr", "127.0.0.1:6790", "status"]).ok();

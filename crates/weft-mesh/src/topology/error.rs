@@ -20,6 +20,17 @@ pub enum TopologyError {
     /// A `ShortID` did not fit the 16-bit field Weave decodes it into.
     #[error("topology update: ShortID {0} of peer {1} overflows 16 bits")]
     ShortIdOverflow(u64, PeerName),
+    /// Applying the update would grow the peer table past its cap
+    /// ([`Peers::set_max_peers`](super::Peers::set_max_peers)); nothing was applied.
+    #[error("topology update would add {new} peers to {known}, over the limit of {limit}")]
+    TooManyPeers {
+        /// The cap.
+        limit: usize,
+        /// Peers in the table before the update.
+        known: usize,
+        /// Names the update would have added.
+        new: usize,
+    },
     /// A local operation named a peer that is not in the table.
     #[error("peer {0} is not in the peer table")]
     UnknownPeer(PeerName),

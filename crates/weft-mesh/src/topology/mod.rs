@@ -46,7 +46,7 @@ pub use error::TopologyError;
 pub use peers::{ApplyOutcome, Connection, FetchOutcome, GcOutcome, Peer, Peers, ShortIdOutcome};
 pub use routes::{LinkFilter, Routes};
 pub use short_id::{SHORT_ID_BITS, SHORT_ID_SPACE};
-pub use summary::{ConnectionSummary, PeerSummary, PeerUpdate};
+pub use summary::{ConnectionSummary, ConnectionView, PeerSummary, PeerUpdate, PeerUpdateView};
 
 /// A source of uniformly distributed random numbers, injected by the caller.
 ///

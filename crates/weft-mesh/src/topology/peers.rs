@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::PeerName;
 
 use super::short_id::ShortIdIndex;
-use super::summary::{ConnectionSummary, PeerSummary, PeerUpdate};
+use super::summary::{name_from_bytes, ConnectionSummary, PeerSummary, PeerUpdate, PeerUpdateView};
 use super::{RandomSource, TopologyError, SHORT_ID_SPACE};
 
 /// One connection of a peer, as that peer advertises it.
@@ -170,20 +170,19 @@ struct Pending {
 
 /// A peer record from an update, validated (every name and the short ID) but not yet copied:
 /// most records a busy router receives are stale, so their connection maps are never built.
-struct Decoded<'u> {
+struct Decoded<'u, 'v> {
     name: PeerName,
     short_id: u16,
-    update: &'u PeerUpdate,
+    update: &'u PeerUpdateView<'v>,
 }
 
-impl<'u> Decoded<'u> {
-    fn validate(update: &'u PeerUpdate) -> Result<Self, TopologyError> {
-        let s = &update.summary;
-        let name = s.name()?;
-        let short_id = u16::try_from(s.short_id)
-            .map_err(|_| TopologyError::ShortIdOverflow(s.short_id, name))?;
+impl<'u, 'v> Decoded<'u, 'v> {
+    fn validate(update: &'u PeerUpdateView<'v>) -> Result<Self, TopologyError> {
+        let name = name_from_bytes(update.name_byte)?;
+        let short_id = u16::try_from(update.short_id)
+            .map_err(|_| TopologyError::ShortIdOverflow(update.short_id, name))?;
         for c in &update.connections {
-            c.name()?;
+            name_from_bytes(c.name_byte)?;
         }
         Ok(Decoded {
             name,
@@ -193,20 +192,23 @@ impl<'u> Decoded<'u> {
     }
 
     fn uid(&self) -> u64 {
-        self.update.summary.uid
+        self.update.uid
     }
 
     fn version(&self) -> u64 {
-        self.update.summary.version
+        self.update.version
     }
 
     fn has_short_id(&self) -> bool {
-        self.update.summary.has_short_id
+        self.update.has_short_id
     }
 
     /// Remote names of the connection list (all valid: checked by `validate`).
     fn remotes(&self) -> impl Iterator<Item = PeerName> + 'u {
-        self.update.connections.iter().filter_map(|c| c.name().ok())
+        self.update
+            .connections
+            .iter()
+            .filter_map(|c| name_from_bytes(c.name_byte).ok())
     }
 
     /// The connection map; a repeated remote name keeps the later entry, as a map insert would.
@@ -215,11 +217,11 @@ impl<'u> Decoded<'u> {
             .connections
             .iter()
             .filter_map(|c| {
-                let name = c.name().ok()?;
+                let name = name_from_bytes(c.name_byte).ok()?;
                 Some((
                     name,
                     Connection {
-                        remote_tcp_addr: c.remote_tcp_addr.clone(),
+                        remote_tcp_addr: c.remote_tcp_addr.to_owned(),
                         outbound: c.outbound,
                         established: c.established,
                     },
@@ -245,6 +247,8 @@ pub struct Peers {
     local: PeerName,
     by_name: BTreeMap<PeerName, Peer>,
     short_ids: ShortIdIndex,
+    /// Most peers (placeholders included) that received updates may grow the table to.
+    max_peers: usize,
 }
 
 impl Peers {
@@ -268,7 +272,22 @@ impl Peers {
             local,
             by_name: BTreeMap::from([(local, me)]),
             short_ids,
+            max_peers: usize::MAX,
         }
+    }
+
+    /// Cap the number of peers (placeholders included) that received updates may grow the
+    /// table to: [`apply_update`](Self::apply_update) refuses, as a whole and before changing
+    /// anything, an update that would create more ([`TopologyError::TooManyPeers`]). Peers
+    /// registered by handshakes ([`fetch_with_default`](Self::fetch_with_default)) are bounded
+    /// by the connection limit instead and always admitted. Unlimited by default.
+    pub fn set_max_peers(&mut self, max: usize) {
+        self.max_peers = max.max(1);
+    }
+
+    /// The cap set by [`set_max_peers`](Self::set_max_peers).
+    pub fn max_peers(&self) -> usize {
+        self.max_peers
     }
 
     /// The local peer's name.
@@ -368,10 +387,23 @@ impl Peers {
         update: &[PeerUpdate],
         rng: &mut R,
     ) -> Result<ApplyOutcome, TopologyError> {
+        let views: Vec<PeerUpdateView<'_>> = update.iter().map(PeerUpdate::view).collect();
+        self.apply_update_view(&views, rng)
+    }
+
+    /// [`apply_update`](Self::apply_update) on borrowed records (what the fast topology
+    /// decoder produces), so that the names and addresses of the many stale records a busy
+    /// router receives are never copied.
+    pub fn apply_update_view<R: RandomSource + ?Sized>(
+        &mut self,
+        update: &[PeerUpdateView<'_>],
+        rng: &mut R,
+    ) -> Result<ApplyOutcome, TopologyError> {
         let decoded = update
             .iter()
             .map(Decoded::validate)
             .collect::<Result<Vec<_>, _>>()?;
+        self.check_growth(&decoded)?;
 
         let mut pending = Pending::default();
         let mut outcome = ApplyOutcome::default();
@@ -388,7 +420,7 @@ impl Peers {
         for d in &decoded {
             if !self.by_name.contains_key(&d.name) {
                 let mut peer = Peer::placeholder(d.name);
-                peer.nick_name = d.update.summary.nick_name.clone();
+                peer.nick_name = d.update.nick_name.to_owned();
                 peer.uid = d.uid();
                 peer.version = d.version();
                 peer.short_id = d.short_id;
@@ -430,7 +462,9 @@ impl Peers {
             let new_short = (d.short_id, d.has_short_id());
             peer.version = d.version();
             peer.uid = d.uid();
-            peer.nick_name.clone_from(&d.update.summary.nick_name);
+            if peer.nick_name != d.update.nick_name {
+                d.update.nick_name.clone_into(&mut peer.nick_name);
+            }
             peer.connections = d.connections();
             if old_short != new_short {
                 self.reindex_short_id(name, new_short, &mut pending);
@@ -442,6 +476,32 @@ impl Peers {
         outcome.local_changed = effects.local_changed;
         outcome.short_ids_invalidated = effects.short_ids_invalidated;
         Ok(outcome)
+    }
+
+    /// Refuse an update that would grow the table past `max_peers` (counting every name it
+    /// would add: records and connection-list placeholders).
+    fn check_growth(&self, decoded: &[Decoded<'_, '_>]) -> Result<(), TopologyError> {
+        // Cheap bound first: every name in the update new.
+        let bound: usize = decoded.iter().map(|d| 1 + d.update.connections.len()).sum();
+        if self.by_name.len().saturating_add(bound) <= self.max_peers {
+            return Ok(());
+        }
+        let mut new = BTreeSet::new();
+        for d in decoded {
+            for name in std::iter::once(d.name).chain(d.remotes()) {
+                if !self.by_name.contains_key(&name) {
+                    new.insert(name);
+                }
+            }
+        }
+        if self.by_name.len() + new.len() > self.max_peers {
+            return Err(TopologyError::TooManyPeers {
+                limit: self.max_peers,
+                known: self.by_name.len(),
+                new: new.len(),
+            });
+        }
+        Ok(())
     }
 
     fn insert_peer(&mut self, peer: Peer, pending: &mut Pending) {

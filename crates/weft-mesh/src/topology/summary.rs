@@ -50,6 +50,93 @@ pub struct PeerUpdate {
     pub connections: Vec<ConnectionSummary>,
 }
 
+/// A borrowed view of a [`PeerUpdate`]: what the fast topology decoder produces straight from
+/// the payload bytes, without copying names and addresses. [`Peers::apply_update_view`]
+/// takes these; [`PeerUpdate::view`] and [`PeerUpdateView::to_owned_update`] convert.
+///
+/// [`Peers::apply_update_view`]: super::Peers::apply_update_view
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerUpdateView<'a> {
+    /// `NameByte`.
+    pub name_byte: &'a [u8],
+    /// `NickName`.
+    pub nick_name: &'a str,
+    /// `UID`.
+    pub uid: u64,
+    /// `Version`.
+    pub version: u64,
+    /// `ShortID`.
+    pub short_id: u64,
+    /// `HasShortID`.
+    pub has_short_id: bool,
+    /// The connection list.
+    pub connections: Vec<ConnectionView<'a>>,
+}
+
+/// A borrowed view of a [`ConnectionSummary`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnectionView<'a> {
+    /// `NameByte`.
+    pub name_byte: &'a [u8],
+    /// `RemoteTCPAddr`.
+    pub remote_tcp_addr: &'a str,
+    /// `Outbound`.
+    pub outbound: bool,
+    /// `Established`.
+    pub established: bool,
+}
+
+impl PeerUpdate {
+    /// Borrow this update as a view.
+    pub fn view(&self) -> PeerUpdateView<'_> {
+        let s = &self.summary;
+        PeerUpdateView {
+            name_byte: &s.name_byte,
+            nick_name: &s.nick_name,
+            uid: s.uid,
+            version: s.version,
+            short_id: s.short_id,
+            has_short_id: s.has_short_id,
+            connections: self
+                .connections
+                .iter()
+                .map(|c| ConnectionView {
+                    name_byte: &c.name_byte,
+                    remote_tcp_addr: &c.remote_tcp_addr,
+                    outbound: c.outbound,
+                    established: c.established,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl PeerUpdateView<'_> {
+    /// Copy into an owned [`PeerUpdate`].
+    pub fn to_owned_update(&self) -> PeerUpdate {
+        PeerUpdate {
+            summary: PeerSummary {
+                name_byte: self.name_byte.to_vec(),
+                nick_name: self.nick_name.to_owned(),
+                uid: self.uid,
+                version: self.version,
+                short_id: self.short_id,
+                has_short_id: self.has_short_id,
+            },
+            connections: self
+                .connections
+                .iter()
+                .map(|c| ConnectionSummary {
+                    name_byte: c.name_byte.to_vec(),
+                    remote_tcp_addr: c.remote_tcp_addr.to_owned(),
+                    outbound: c.outbound,
+                    established: c.established,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A peer name from a `NameByte` field.
 pub(crate) fn name_from_bytes(bytes: &[u8]) -> Result<PeerName, TopologyError> {
     let six: [u8; 6] = bytes

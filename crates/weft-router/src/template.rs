@@ -1,0 +1,2321 @@
+//! A small evaluator for the subset of Go's `text/template` that scripts pass to
+//! `weave report -f` (`GET /report?format=…`), run over the report as a [`serde_json::Value`].
+//!
+//! Supported: literal text; `{{.}}`, `{{.A.B}}`, `$`, `$x.A`, `(pipeline).A`; pipelines with
+//! `|`; variables (`$x := …`, `$x = …`); `{{if}}`/`{{else if}}`/`{{else}}`, `{{with}}`,
+//! `{{range}}` (with `$i, $e :=`, `{{else}}`, `{{break}}`, `{{continue}}`); `{{- ` / ` -}}`
+//! trimming; comments; string, raw-string, char, number, bool and nil literals; and the
+//! functions `len`, `index`, `json` (Weave's own: compact JSON), `printf`, `print`,
+//! `println`, `not`, `and`, `or` (short-circuit), `eq`, `ne`, `lt`, `le`, `gt`, `ge`.
+//! Not supported (parse error): `define`, `template`, `block`, and the functions `html`,
+//! `js`, `urlquery`, `call`, `slice`.
+//!
+//! Values print as Go prints them where the JSON keeps enough information: strings raw,
+//! integers in decimal, floats like `%v`, `true`/`false`, arrays as `[a b]`, objects as
+//! `map[k:v]` (keys sorted), a missing key as `<no value>`. A JSON `null` prints as `[]`,
+//! as Go prints the nil slices that are the report's nulls.
+//!
+//! Evaluation is total: any template gives output or an error, never a panic. Nesting,
+//! steps, output size and the size of intermediate strings are bounded.
+
+use std::fmt::Write as _;
+
+use serde_json::{Number, Value};
+
+/// The most bytes a template may write.
+pub const MAX_OUTPUT: usize = 1 << 20;
+/// The most nodes and range iterations one execution may run.
+pub const MAX_STEPS: u64 = 1_000_000;
+/// The most bytes of strings functions may produce in one execution.
+const MAX_WORK: usize = 16 << 20;
+/// The deepest nesting of control structures and parentheses.
+pub const MAX_DEPTH: usize = 40;
+/// Go's limit on printf widths and precisions.
+const MAX_WIDTH: usize = 1_000_000;
+
+/// The template does not parse (Weave answers 400 with the message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("template: format:{line}: {msg}")]
+pub struct ParseError {
+    /// 1-based line of the offending action.
+    pub line: usize,
+    /// What is wrong, worded like Go's parser where it matters.
+    pub msg: String,
+}
+
+/// The template parsed but failed while running (Weave answers 500).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("template: format:{line}: executing \"format\": {msg}")]
+pub struct ExecError {
+    /// 1-based line of the action that failed.
+    pub line: usize,
+    /// What went wrong.
+    pub msg: String,
+}
+
+/// Either failure of [`render`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// See [`ParseError`].
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// See [`ExecError`].
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+}
+
+/// Parse `src` and run it over `data`.
+pub fn render(src: &str, data: &Value) -> Result<String, TemplateError> {
+    Ok(Template::parse(src)?.execute(data)?)
+}
+
+/// A parsed template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    nodes: Vec<Node>,
+}
+
+impl Template {
+    /// Parse a template.
+    pub fn parse(src: &str) -> Result<Template, ParseError> {
+        let items = lex(src)?;
+        let mut p = Parser {
+            items,
+            idx: 0,
+            vars: Vec::new(),
+            depth: 0,
+            range_depth: 0,
+        };
+        let (nodes, stop) = p.parse_list()?;
+        match stop {
+            Stop::Eof => Ok(Template { nodes }),
+            Stop::End(line) => Err(perr(line, "unexpected {{end}}")),
+            Stop::Else(_, line) => Err(perr(line, "unexpected {{else}}")),
+        }
+    }
+
+    /// Run the template with `data` as dot (and `$`).
+    pub fn execute(&self, data: &Value) -> Result<String, ExecError> {
+        let mut ex = Exec {
+            root: data,
+            vars: Vec::new(),
+            out: String::new(),
+            steps: 0,
+            work: 0,
+            line: 1,
+        };
+        ex.run_list(&self.nodes, &Val::Ref(data))?;
+        Ok(ex.out)
+    }
+}
+
+// ----------------------------------------------------------------------------- lexing
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    LParen,
+    RParen,
+    Pipe,
+    Comma,
+    Declare,
+    Assign,
+    Dot,
+    Field(String),
+    Var(String),
+    Str(String),
+    Num(Number),
+    Ident(String),
+}
+
+impl Tok {
+    fn describe(&self) -> String {
+        match self {
+            Tok::LParen => "\"(\"".into(),
+            Tok::RParen => "\")\"".into(),
+            Tok::Pipe => "\"|\"".into(),
+            Tok::Comma => "\",\"".into(),
+            Tok::Declare => "\":=\"".into(),
+            Tok::Assign => "\"=\"".into(),
+            Tok::Dot => "\".\"".into(),
+            Tok::Field(f) => format!("<.{f}>"),
+            Tok::Var(v) => format!("<{v}>"),
+            Tok::Str(s) => format!("{s:?}"),
+            Tok::Num(n) => format!("<{n}>"),
+            Tok::Ident(i) => format!("<{i}>"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    tok: Tok,
+    /// Whitespace (or the start of the action) comes before it; `.A` right after a
+    /// variable or `)` without space continues a field chain.
+    spaced: bool,
+}
+
+#[derive(Debug)]
+enum Item {
+    Text(String),
+    Action { line: usize, toks: Vec<Token> },
+}
+
+fn perr(line: usize, msg: impl Into<String>) -> ParseError {
+    ParseError {
+        line,
+        msg: msg.into(),
+    }
+}
+
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
+/// A cursor over the template text; `p` is always on a char boundary.
+struct Cursor<'s> {
+    s: &'s str,
+    p: usize,
+}
+
+impl Cursor<'_> {
+    fn rest(&self) -> &str {
+        self.s.get(self.p..).unwrap_or("")
+    }
+    fn peek(&self) -> Option<char> {
+        self.rest().chars().next()
+    }
+    fn peek2(&self) -> Option<char> {
+        self.rest().chars().nth(1)
+    }
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.p += c.len_utf8();
+        Some(c)
+    }
+    fn eat(&mut self, prefix: &str) -> bool {
+        if self.rest().starts_with(prefix) {
+            self.p += prefix.len();
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn lex(src: &str) -> Result<Vec<Item>, ParseError> {
+    let mut items = Vec::new();
+    let mut c = Cursor { s: src, p: 0 };
+    let mut trim_next = false;
+    let mut line = 1;
+    loop {
+        let start = c.rest().find("{{").map(|i| c.p + i);
+        let text_end = start.unwrap_or(src.len());
+        let mut text = src.get(c.p..text_end).unwrap_or("");
+        line += text.matches('\n').count();
+        if trim_next {
+            text = text.trim_start_matches(is_space);
+        }
+        let Some(start) = start else {
+            if !text.is_empty() {
+                items.push(Item::Text(text.to_owned()));
+            }
+            return Ok(items);
+        };
+        c.p = start + 2;
+        if c.peek() == Some('-') && c.peek2().is_some_and(is_space) {
+            text = text.trim_end_matches(is_space);
+            c.bump();
+            c.bump();
+        }
+        if !text.is_empty() {
+            items.push(Item::Text(text.to_owned()));
+        }
+        let action_line = line;
+        if c.eat("/*") {
+            let Some(end) = c.rest().find("*/") else {
+                return Err(perr(action_line, "unclosed comment"));
+            };
+            line += c.rest()[..end].matches('\n').count();
+            c.p += end + 2;
+            if c.eat("}}") {
+                trim_next = false;
+            } else if c.peek().is_some_and(is_space)
+                && c.rest().get(1..).is_some_and(|r| r.starts_with("-}}"))
+            {
+                c.p += 4;
+                trim_next = true;
+            } else {
+                return Err(perr(action_line, "comment ends before closing delimiter"));
+            }
+            continue;
+        }
+        let (toks, trim) = lex_action(&mut c, action_line, &mut line)?;
+        items.push(Item::Action {
+            line: action_line,
+            toks,
+        });
+        trim_next = trim;
+    }
+}
+
+/// Lex one action up to and including its closing delimiter; returns the tokens and
+/// whether the delimiter trims the text after it.
+fn lex_action(
+    c: &mut Cursor<'_>,
+    action_line: usize,
+    line: &mut usize,
+) -> Result<(Vec<Token>, bool), ParseError> {
+    let mut toks = Vec::new();
+    let mut spaced = true;
+    loop {
+        let Some(ch) = c.peek() else {
+            return Err(perr(action_line, "unclosed action"));
+        };
+        if is_space(ch) {
+            if c.rest().get(1..).is_some_and(|r| r.starts_with("-}}")) {
+                c.p += 4;
+                return Ok((toks, true));
+            }
+            if ch == '\n' {
+                *line += 1;
+            }
+            c.bump();
+            spaced = true;
+            continue;
+        }
+        if c.eat("}}") {
+            return Ok((toks, false));
+        }
+        let tok = match ch {
+            '(' => {
+                c.bump();
+                Tok::LParen
+            }
+            ')' => {
+                c.bump();
+                Tok::RParen
+            }
+            '|' => {
+                c.bump();
+                Tok::Pipe
+            }
+            ',' => {
+                c.bump();
+                Tok::Comma
+            }
+            ':' => {
+                if c.eat(":=") {
+                    Tok::Declare
+                } else {
+                    return Err(perr(action_line, "expected :="));
+                }
+            }
+            '=' => {
+                c.bump();
+                Tok::Assign
+            }
+            '"' => {
+                c.bump();
+                Tok::Str(lex_quoted(c, action_line)?)
+            }
+            '`' => {
+                c.bump();
+                let Some(end) = c.rest().find('`') else {
+                    return Err(perr(action_line, "unterminated raw quoted string"));
+                };
+                let s = c.rest()[..end].to_owned();
+                *line += s.matches('\n').count();
+                c.p += end + 1;
+                Tok::Str(s)
+            }
+            '\'' => {
+                c.bump();
+                let v = match c.bump() {
+                    Some('\\') => lex_escape(c, '\'', action_line)?,
+                    Some(ch) if ch != '\'' && ch != '\n' => ch,
+                    _ => return Err(perr(action_line, "malformed character constant")),
+                };
+                if c.bump() != Some('\'') {
+                    return Err(perr(action_line, "unterminated character constant"));
+                }
+                Tok::Num(Number::from(u32::from(v)))
+            }
+            '$' => {
+                c.bump();
+                let mut name = String::from("$");
+                while let Some(ch) = c
+                    .peek()
+                    .filter(|ch| ch.is_ascii_alphanumeric() || *ch == '_')
+                {
+                    name.push(ch);
+                    c.bump();
+                }
+                Tok::Var(name)
+            }
+            '.' if c.peek2().is_some_and(|d| d.is_ascii_digit()) => lex_number(c, action_line)?,
+            '.' => {
+                c.bump();
+                let mut name = String::new();
+                while let Some(ch) = c
+                    .peek()
+                    .filter(|ch| ch.is_ascii_alphanumeric() || *ch == '_')
+                {
+                    name.push(ch);
+                    c.bump();
+                }
+                if name.is_empty() {
+                    Tok::Dot
+                } else {
+                    Tok::Field(name)
+                }
+            }
+            '+' | '-' if c.peek2().is_some_and(|d| d.is_ascii_digit() || d == '.') => {
+                lex_number(c, action_line)?
+            }
+            d if d.is_ascii_digit() => lex_number(c, action_line)?,
+            a if a.is_ascii_alphabetic() || a == '_' => {
+                let mut name = String::new();
+                while let Some(ch) = c
+                    .peek()
+                    .filter(|ch| ch.is_ascii_alphanumeric() || *ch == '_')
+                {
+                    name.push(ch);
+                    c.bump();
+                }
+                Tok::Ident(name)
+            }
+            other => {
+                return Err(perr(
+                    action_line,
+                    format!("unexpected {other:?} in command"),
+                ))
+            }
+        };
+        toks.push(Token { tok, spaced });
+        spaced = false;
+    }
+}
+
+fn lex_quoted(c: &mut Cursor<'_>, line: usize) -> Result<String, ParseError> {
+    let mut s = String::new();
+    loop {
+        match c.bump() {
+            None | Some('\n') => return Err(perr(line, "unterminated quoted string")),
+            Some('"') => return Ok(s),
+            Some('\\') => s.push(lex_escape(c, '"', line)?),
+            Some(ch) => s.push(ch),
+        }
+    }
+}
+
+/// The character of an escape sequence (after its backslash), as Go's `strconv.Unquote`.
+fn lex_escape(c: &mut Cursor<'_>, quote: char, line: usize) -> Result<char, ParseError> {
+    let bad = || perr(line, "invalid syntax in quoted string");
+    let hex = |c: &mut Cursor<'_>, n: usize| -> Result<char, ParseError> {
+        let mut v: u32 = 0;
+        for _ in 0..n {
+            let d = c.bump().and_then(|ch| ch.to_digit(16)).ok_or_else(bad)?;
+            v = v * 16 + d;
+        }
+        char::from_u32(v).ok_or_else(bad)
+    };
+    Ok(match c.bump().ok_or_else(bad)? {
+        'a' => '\x07',
+        'b' => '\x08',
+        'f' => '\x0c',
+        'n' => '\n',
+        'r' => '\r',
+        't' => '\t',
+        'v' => '\x0b',
+        '\\' => '\\',
+        'x' => hex(c, 2)?,
+        'u' => hex(c, 4)?,
+        'U' => hex(c, 8)?,
+        q if q == quote => q,
+        o @ '0'..='7' => {
+            let mut v = o.to_digit(8).unwrap_or(0);
+            for _ in 0..2 {
+                v = v * 8 + c.bump().and_then(|ch| ch.to_digit(8)).ok_or_else(bad)?;
+            }
+            char::from_u32(v).filter(|_| v < 256).ok_or_else(bad)?
+        }
+        _ => return Err(bad()),
+    })
+}
+
+fn lex_number(c: &mut Cursor<'_>, line: usize) -> Result<Tok, ParseError> {
+    let start = c.p;
+    if matches!(c.peek(), Some('+' | '-')) {
+        c.bump();
+    }
+    let mut prev = ' ';
+    while let Some(ch) = c.peek() {
+        let exp_sign = matches!(ch, '+' | '-') && matches!(prev, 'e' | 'E' | 'p' | 'P');
+        if ch.is_ascii_alphanumeric() || ch == '_' || ch == '.' || exp_sign {
+            prev = ch;
+            c.bump();
+        } else {
+            break;
+        }
+    }
+    let text = c.s.get(start..c.p).unwrap_or("");
+    parse_number(text)
+        .map(Tok::Num)
+        .ok_or_else(|| perr(line, format!("bad number syntax: {text:?}")))
+}
+
+fn parse_number(text: &str) -> Option<Number> {
+    let clean: String = text.chars().filter(|&ch| ch != '_').collect();
+    let (neg, body) = match clean.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, clean.strip_prefix('+').unwrap_or(&clean)),
+    };
+    let radix = |b: &str| -> Option<(u32, String)> {
+        let lower = b.to_ascii_lowercase();
+        for (p, r) in [("0x", 16), ("0o", 8), ("0b", 2)] {
+            if let Some(d) = lower.strip_prefix(p) {
+                return Some((r, d.to_owned()));
+            }
+        }
+        if b.len() > 1 && b.starts_with('0') && b.bytes().all(|x| x.is_ascii_digit()) {
+            return Some((8, b[1..].to_owned()));
+        }
+        None
+    };
+    let magnitude: Option<u64> = match radix(body) {
+        Some((r, digits)) => u64::from_str_radix(&digits, r).ok(),
+        None if body.bytes().all(|x| x.is_ascii_digit()) && !body.is_empty() => body.parse().ok(),
+        None => {
+            if !body
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_digit() || b == b'.')
+            {
+                return None;
+            }
+            let f: f64 = body.parse().ok()?;
+            if !f.is_finite() {
+                return None;
+            }
+            return Number::from_f64(if neg { -f } else { f });
+        }
+    };
+    let m = magnitude?;
+    if neg {
+        i64::try_from(m)
+            .ok()
+            .map(|v| Number::from(-v))
+            .or_else(|| (m == 1u64 << 63).then(|| Number::from(i64::MIN)))
+    } else {
+        Some(Number::from(m))
+    }
+}
+
+// ----------------------------------------------------------------------------- parsing
+
+#[derive(Debug, Clone)]
+enum Node {
+    Text(String),
+    Action {
+        line: usize,
+        pipe: Pipe,
+    },
+    If {
+        line: usize,
+        pipe: Pipe,
+        then: Vec<Node>,
+        els: Vec<Node>,
+    },
+    With {
+        line: usize,
+        pipe: Pipe,
+        then: Vec<Node>,
+        els: Vec<Node>,
+    },
+    Range {
+        line: usize,
+        pipe: Pipe,
+        body: Vec<Node>,
+        els: Vec<Node>,
+    },
+    Break,
+    Continue,
+}
+
+#[derive(Debug, Clone)]
+struct Pipe {
+    decl: Vec<String>,
+    assign: bool,
+    cmds: Vec<Cmd>,
+}
+
+#[derive(Debug, Clone)]
+struct Cmd {
+    args: Vec<Term>,
+}
+
+#[derive(Debug, Clone)]
+enum Term {
+    Dot,
+    Field(Vec<String>),
+    Var(String, Vec<String>),
+    Sub(Box<Pipe>, Vec<String>),
+    Lit(Value),
+    Nil,
+    Func(String),
+}
+
+impl Term {
+    fn describe(&self) -> String {
+        match self {
+            Term::Dot => ".".into(),
+            Term::Field(f) => format!(".{}", f.join(".")),
+            Term::Var(v, f) if f.is_empty() => v.clone(),
+            Term::Var(v, f) => format!("{v}.{}", f.join(".")),
+            Term::Sub(_, _) => "(…)".into(),
+            Term::Lit(v) => v.to_string(),
+            Term::Nil => "nil".into(),
+            Term::Func(f) => f.clone(),
+        }
+    }
+}
+
+const FUNCS: [&str; 15] = [
+    "len", "index", "json", "printf", "print", "println", "not", "and", "or", "eq", "ne", "lt",
+    "le", "gt", "ge",
+];
+
+const KEYWORDS: [&str; 9] = [
+    "if", "else", "end", "range", "with", "break", "continue", "define", "template",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    If,
+    With,
+    Range,
+}
+
+enum Stop {
+    Eof,
+    End(usize),
+    Else(Vec<Token>, usize),
+}
+
+struct Parser {
+    items: Vec<Item>,
+    idx: usize,
+    vars: Vec<String>,
+    depth: usize,
+    range_depth: usize,
+}
+
+impl Parser {
+    fn parse_list(&mut self) -> Result<(Vec<Node>, Stop), ParseError> {
+        let mut nodes = Vec::new();
+        loop {
+            let Some(item) = self.items.get_mut(self.idx) else {
+                return Ok((nodes, Stop::Eof));
+            };
+            self.idx += 1;
+            let (line, toks) = match item {
+                Item::Text(t) => {
+                    nodes.push(Node::Text(std::mem::take(t)));
+                    continue;
+                }
+                Item::Action { line, toks } => (*line, std::mem::take(toks)),
+            };
+            let Some(first) = toks.first() else {
+                return Err(perr(line, "missing value for command"));
+            };
+            let keyword = match &first.tok {
+                Tok::Ident(k) => k.as_str(),
+                _ => "",
+            };
+            match keyword {
+                "end" => {
+                    if let Some(t) = toks.get(1) {
+                        return Err(perr(
+                            line,
+                            format!("unexpected {} in end", t.tok.describe()),
+                        ));
+                    }
+                    return Ok((nodes, Stop::End(line)));
+                }
+                "else" => return Ok((nodes, Stop::Else(toks[1..].to_vec(), line))),
+                "if" => nodes.push(self.parse_control(Kind::If, &toks[1..], line)?),
+                "with" => nodes.push(self.parse_control(Kind::With, &toks[1..], line)?),
+                "range" => nodes.push(self.parse_control(Kind::Range, &toks[1..], line)?),
+                "break" | "continue" => {
+                    if self.range_depth == 0 {
+                        return Err(perr(
+                            line,
+                            format!("{{{{{keyword}}}}} outside {{{{range}}}}"),
+                        ));
+                    }
+                    if let Some(t) = toks.get(1) {
+                        return Err(perr(
+                            line,
+                            format!("unexpected {} in {keyword}", t.tok.describe()),
+                        ));
+                    }
+                    nodes.push(if keyword == "break" {
+                        Node::Break
+                    } else {
+                        Node::Continue
+                    });
+                }
+                "define" | "template" | "block" => {
+                    return Err(perr(line, format!("{{{{{keyword}}}}} is not supported")))
+                }
+                _ => {
+                    let mut i = 0;
+                    let pipe = self.parse_pipe(&toks, &mut i, line, 1, false)?;
+                    nodes.push(Node::Action { line, pipe });
+                }
+            }
+        }
+    }
+
+    fn parse_control(
+        &mut self,
+        kind: Kind,
+        toks: &[Token],
+        line: usize,
+    ) -> Result<Node, ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(perr(line, "template nested too deeply"));
+        }
+        let mark = self.vars.len();
+        let mut i = 0;
+        let max_decl = if kind == Kind::Range { 2 } else { 1 };
+        let pipe = self.parse_pipe(toks, &mut i, line, max_decl, false)?;
+        if kind == Kind::Range {
+            self.range_depth += 1;
+        }
+        let (body, stop) = self.parse_list()?;
+        if kind == Kind::Range {
+            self.range_depth -= 1;
+        }
+        let els = match stop {
+            Stop::Eof => return Err(perr(line, "unexpected EOF")),
+            Stop::End(_) => Vec::new(),
+            Stop::Else(rest, l) => match rest.first().map(|t| &t.tok) {
+                None => match self.parse_list()? {
+                    (e, Stop::End(_)) => e,
+                    (_, Stop::Else(_, l2)) => return Err(perr(l2, "expected end; found {{else}}")),
+                    (_, Stop::Eof) => return Err(perr(l, "unexpected EOF")),
+                },
+                Some(Tok::Ident(k)) if k == "if" && kind == Kind::If => {
+                    vec![self.parse_control(Kind::If, &rest[1..], l)?]
+                }
+                Some(Tok::Ident(k)) if k == "with" && kind == Kind::With => {
+                    vec![self.parse_control(Kind::With, &rest[1..], l)?]
+                }
+                Some(t) => return Err(perr(l, format!("unexpected {} in else", t.describe()))),
+            },
+        };
+        self.vars.truncate(mark);
+        self.depth -= 1;
+        Ok(match kind {
+            Kind::If => Node::If {
+                line,
+                pipe,
+                then: body,
+                els,
+            },
+            Kind::With => Node::With {
+                line,
+                pipe,
+                then: body,
+                els,
+            },
+            Kind::Range => Node::Range {
+                line,
+                pipe,
+                body,
+                els,
+            },
+        })
+    }
+
+    /// A pipeline, optionally starting with a declaration; stops at the end of `toks`, or
+    /// at a `)` when `in_paren`.
+    fn parse_pipe(
+        &mut self,
+        toks: &[Token],
+        i: &mut usize,
+        line: usize,
+        max_decl: usize,
+        in_paren: bool,
+    ) -> Result<Pipe, ParseError> {
+        let mut decl = Vec::new();
+        let mut assign = false;
+        let var_at = |k: usize| match toks.get(k).map(|t| &t.tok) {
+            Some(Tok::Var(v)) => Some(v.clone()),
+            _ => None,
+        };
+        let is_bind = |k: usize| {
+            matches!(
+                toks.get(k).map(|t| &t.tok),
+                Some(Tok::Declare | Tok::Assign)
+            )
+        };
+        if let Some(v1) = var_at(*i) {
+            if is_bind(*i + 1) {
+                decl.push(v1);
+                assign = toks[*i + 1].tok == Tok::Assign;
+                *i += 2;
+            } else if matches!(toks.get(*i + 1).map(|t| &t.tok), Some(Tok::Comma)) {
+                if let Some(v2) = var_at(*i + 2).filter(|_| is_bind(*i + 3)) {
+                    if max_decl < 2 {
+                        return Err(perr(line, "too many declarations in command"));
+                    }
+                    decl.push(v1);
+                    decl.push(v2);
+                    assign = toks[*i + 3].tok == Tok::Assign;
+                    *i += 4;
+                }
+            }
+        }
+        if assign {
+            for v in &decl {
+                if !self.vars.contains(v) && v != "$" {
+                    return Err(perr(line, format!("undefined variable {v:?}")));
+                }
+            }
+        }
+        let mut cmds = Vec::new();
+        loop {
+            let cmd = self.parse_cmd(toks, i, line, in_paren)?;
+            cmds.push(cmd);
+            match toks.get(*i).map(|t| &t.tok) {
+                Some(Tok::Pipe) => *i += 1,
+                _ => break,
+            }
+        }
+        if in_paren {
+            match toks.get(*i).map(|t| &t.tok) {
+                Some(Tok::RParen) => *i += 1,
+                _ => return Err(perr(line, "unclosed left paren")),
+            }
+        } else if let Some(t) = toks.get(*i) {
+            return Err(perr(
+                line,
+                format!("unexpected {} in operand", t.tok.describe()),
+            ));
+        }
+        if !assign {
+            self.vars.extend(decl.iter().cloned());
+        }
+        Ok(Pipe { decl, assign, cmds })
+    }
+
+    fn parse_cmd(
+        &mut self,
+        toks: &[Token],
+        i: &mut usize,
+        line: usize,
+        in_paren: bool,
+    ) -> Result<Cmd, ParseError> {
+        let mut args = Vec::new();
+        while let Some(t) = toks.get(*i) {
+            match t.tok {
+                Tok::Pipe => break,
+                Tok::RParen if in_paren => break,
+                _ => {}
+            }
+            if !args.is_empty() && !t.spaced && !matches!(t.tok, Tok::LParen) {
+                return Err(perr(
+                    line,
+                    format!("missing space before {}", t.tok.describe()),
+                ));
+            }
+            args.push(self.parse_term(toks, i, line)?);
+        }
+        match args.first() {
+            None => Err(perr(line, "missing value for command")),
+            Some(Term::Nil) => Err(perr(line, "nil is not a command")),
+            Some(_) => Ok(Cmd { args }),
+        }
+    }
+
+    /// Field names directly following (no space) a variable or `)`.
+    fn chain(toks: &[Token], i: &mut usize) -> Vec<String> {
+        let mut fields = Vec::new();
+        while let Some(Token {
+            tok: Tok::Field(f),
+            spaced: false,
+        }) = toks.get(*i)
+        {
+            fields.push(f.clone());
+            *i += 1;
+        }
+        fields
+    }
+
+    fn parse_term(
+        &mut self,
+        toks: &[Token],
+        i: &mut usize,
+        line: usize,
+    ) -> Result<Term, ParseError> {
+        let Some(t) = toks.get(*i) else {
+            return Err(perr(line, "missing value for command"));
+        };
+        *i += 1;
+        Ok(match &t.tok {
+            Tok::Dot => {
+                if let Some(Token {
+                    tok: Tok::Field(_),
+                    spaced: false,
+                }) = toks.get(*i)
+                {
+                    return Err(perr(line, "unexpected . after term \".\""));
+                }
+                Term::Dot
+            }
+            Tok::Field(f) => {
+                let mut chain = vec![f.clone()];
+                chain.extend(Self::chain(toks, i));
+                Term::Field(chain)
+            }
+            Tok::Var(v) => {
+                if v != "$" && !self.vars.contains(v) {
+                    return Err(perr(line, format!("undefined variable {v:?}")));
+                }
+                Term::Var(v.clone(), Self::chain(toks, i))
+            }
+            Tok::LParen => {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(perr(line, "template nested too deeply"));
+                }
+                let pipe = self.parse_pipe(toks, i, line, 1, true)?;
+                self.depth -= 1;
+                Term::Sub(Box::new(pipe), Self::chain(toks, i))
+            }
+            Tok::Str(s) => Term::Lit(Value::String(s.clone())),
+            Tok::Num(n) => Term::Lit(Value::Number(n.clone())),
+            Tok::Ident(id) => match id.as_str() {
+                "true" => Term::Lit(Value::Bool(true)),
+                "false" => Term::Lit(Value::Bool(false)),
+                "nil" => Term::Nil,
+                f if FUNCS.contains(&f) => Term::Func(f.to_owned()),
+                k if KEYWORDS.contains(&k) || k == "block" => {
+                    return Err(perr(line, format!("unexpected <{k}> in operand")))
+                }
+                f => return Err(perr(line, format!("function {f:?} not defined"))),
+            },
+            other => {
+                return Err(perr(
+                    line,
+                    format!("unexpected {} in operand", other.describe()),
+                ))
+            }
+        })
+    }
+}
+
+// ----------------------------------------------------------------------------- values
+
+/// A value during execution: absent (a missing key), borrowed from the data, or computed.
+#[derive(Debug, Clone)]
+enum Val<'a> {
+    Missing,
+    Ref(&'a Value),
+    Own(Value),
+}
+
+impl Val<'_> {
+    fn get(&self) -> Option<&Value> {
+        match self {
+            Val::Missing => None,
+            Val::Ref(v) => Some(v),
+            Val::Own(v) => Some(v),
+        }
+    }
+
+    fn truthy(&self) -> bool {
+        match self.get() {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+            Some(Value::String(s)) => !s.is_empty(),
+            Some(Value::Array(a)) => !a.is_empty(),
+            Some(Value::Object(o)) => !o.is_empty(),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Val::Missing => Value::Null,
+            Val::Ref(v) => v.clone(),
+            Val::Own(v) => v,
+        }
+    }
+}
+
+/// Go's name for the type a JSON value stands for, in error messages.
+fn go_type(v: Option<&Value>) -> &'static str {
+    match v {
+        None | Some(Value::Null) => "<nil>",
+        Some(Value::Bool(_)) => "bool",
+        Some(Value::Number(n)) if n.is_i64() => "int",
+        Some(Value::Number(n)) if n.is_u64() => "uint64",
+        Some(Value::Number(_)) => "float64",
+        Some(Value::String(_)) => "string",
+        Some(Value::Array(_)) => "[]interface {}",
+        Some(Value::Object(_)) => "map[string]interface {}",
+    }
+}
+
+/// A value as Go's `fmt` prints it with `%v`.
+fn go_v(v: Option<&Value>, out: &mut String) {
+    match v {
+        None => out.push_str("<nil>"),
+        Some(Value::Null) => out.push_str("[]"),
+        Some(Value::Bool(b)) => out.push_str(if *b { "true" } else { "false" }),
+        Some(Value::Number(n)) => out.push_str(&go_number(n)),
+        Some(Value::String(s)) => out.push_str(s),
+        Some(Value::Array(a)) => {
+            out.push('[');
+            for (k, e) in a.iter().enumerate() {
+                if k > 0 {
+                    out.push(' ');
+                }
+                go_v(Some(e), out);
+            }
+            out.push(']');
+        }
+        Some(Value::Object(o)) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            out.push_str("map[");
+            for (k, key) in keys.into_iter().enumerate() {
+                if k > 0 {
+                    out.push(' ');
+                }
+                out.push_str(key);
+                out.push(':');
+                go_v(o.get(key), out);
+            }
+            out.push(']');
+        }
+    }
+}
+
+fn go_v_string(v: Option<&Value>) -> String {
+    let mut s = String::new();
+    go_v(v, &mut s);
+    s
+}
+
+fn go_number(n: &Number) -> String {
+    if let Some(i) = n.as_i64() {
+        i.to_string()
+    } else if let Some(u) = n.as_u64() {
+        u.to_string()
+    } else {
+        go_float(n.as_f64().unwrap_or(0.0))
+    }
+}
+
+/// A float as Go's `%v` (`%g` with the shortest representation).
+fn go_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    let sci = format!("{:e}", f.abs());
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mant.chars().filter(char::is_ascii_digit).collect();
+    let sign = if f < 0.0 { "-" } else { "" };
+    if !(-4..6).contains(&exp) {
+        let (first, rest) = digits.split_at(1);
+        let dot = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let esign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{first}{dot}e{esign}{:02}", exp.abs())
+    } else if exp >= 0 {
+        let int_len = exp as usize + 1;
+        if digits.len() <= int_len {
+            format!("{sign}{digits}{}", "0".repeat(int_len - digits.len()))
+        } else {
+            format!("{sign}{}.{}", &digits[..int_len], &digits[int_len..])
+        }
+    } else {
+        format!("{sign}0.{}{digits}", "0".repeat((-exp - 1) as usize))
+    }
+}
+
+fn as_int(v: Option<&Value>) -> Option<i128> {
+    match v {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from)),
+        _ => None,
+    }
+}
+
+// ----------------------------------------------------------------------------- printf
+
+#[derive(Default, Clone, Copy)]
+struct Spec {
+    minus: bool,
+    plus: bool,
+    sharp: bool,
+    space: bool,
+    zero: bool,
+    width: Option<usize>,
+    prec: Option<usize>,
+}
+
+fn pad(s: String, spec: &Spec, numeric: bool) -> String {
+    let Some(w) = spec.width else { return s };
+    let len = s.chars().count();
+    if len >= w {
+        return s;
+    }
+    let fill = w - len;
+    if spec.minus {
+        format!("{s}{}", " ".repeat(fill))
+    } else if spec.zero {
+        if numeric && (s.starts_with('-') || s.starts_with('+') || s.starts_with(' ')) {
+            format!("{}{}{}", &s[..1], "0".repeat(fill), &s[1..])
+        } else {
+            format!("{}{s}", "0".repeat(fill))
+        }
+    } else {
+        format!("{}{s}", " ".repeat(fill))
+    }
+}
+
+fn fmt_int(n: i128, verb: char, spec: &Spec) -> String {
+    let mag = n.unsigned_abs();
+    let mut digits = match verb {
+        'x' => format!("{mag:x}"),
+        'X' => format!("{mag:X}"),
+        'o' | 'O' => format!("{mag:o}"),
+        'b' => format!("{mag:b}"),
+        _ => mag.to_string(),
+    };
+    if let Some(p) = spec.prec {
+        if digits.len() < p {
+            digits = format!("{}{digits}", "0".repeat(p - digits.len()));
+        }
+    }
+    let prefix = match verb {
+        'x' if spec.sharp => "0x",
+        'X' if spec.sharp => "0X",
+        'o' if spec.sharp => "0",
+        'O' => "0o",
+        _ => "",
+    };
+    let sign = if n < 0 {
+        "-"
+    } else if spec.plus {
+        "+"
+    } else if spec.space {
+        " "
+    } else {
+        ""
+    };
+    // Go ignores the 0 flag when a precision is given.
+    let mut s = *spec;
+    s.zero = spec.zero && spec.prec.is_none();
+    pad(format!("{sign}{prefix}{digits}"), &s, true)
+}
+
+fn fmt_float(f: f64, verb: char, spec: &Spec) -> String {
+    let prec = spec.prec.unwrap_or(6);
+    let mut s = match verb {
+        'f' | 'F' => format!("{f:.prec$}"),
+        'e' | 'E' => {
+            let r = format!("{f:.prec$e}");
+            let (m, e) = r.split_once('e').unwrap_or((&r, "0"));
+            let e: i32 = e.parse().unwrap_or(0);
+            let es = if e < 0 { '-' } else { '+' };
+            let t = format!("{m}e{es}{:02}", e.abs());
+            if verb == 'E' {
+                t.to_uppercase()
+            } else {
+                t
+            }
+        }
+        _ => match spec.prec {
+            None => go_float(f),
+            Some(_) => {
+                let v = format!("{f:.prec$e}");
+                v.parse::<f64>().map(go_float).unwrap_or(v)
+            }
+        },
+    };
+    if spec.plus && !s.starts_with('-') {
+        s.insert(0, '+');
+    } else if spec.space && !s.starts_with('-') {
+        s.insert(0, ' ');
+    }
+    pad(s, spec, true)
+}
+
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\x0b' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn bad_verb(verb: char, v: Option<&Value>) -> String {
+    match v {
+        None => format!("%!{verb}(<nil>)"),
+        Some(x) => format!("%!{verb}({}={})", go_type(Some(x)), go_v_string(Some(x))),
+    }
+}
+
+fn fmt_one(verb: char, v: Option<&Value>, spec: &Spec) -> String {
+    match (verb, v) {
+        ('v', Some(Value::Number(n))) if n.is_f64() => {
+            fmt_float(n.as_f64().unwrap_or(0.0), 'g', spec)
+        }
+        ('v', Some(Value::Number(_))) => fmt_int(as_int(v).unwrap_or(0), 'd', spec),
+        ('s' | 'v', Some(Value::String(s))) => {
+            let s = match spec.prec {
+                Some(p) => s.chars().take(p).collect(),
+                None => s.clone(),
+            };
+            pad(s, spec, false)
+        }
+        ('v', _) => pad(go_v_string(v), spec, false),
+        ('s', Some(x @ (Value::Array(_) | Value::Object(_) | Value::Null))) => {
+            pad(go_v_string(Some(x)), spec, false)
+        }
+        ('q', Some(Value::String(s))) => pad(go_quote(s), spec, false),
+        ('q', Some(Value::Number(_))) => match as_int(v)
+            .and_then(|i| u32::try_from(i).ok())
+            .and_then(char::from_u32)
+        {
+            Some(c) => pad(format!("'{c}'"), spec, false),
+            None => bad_verb(verb, v),
+        },
+        ('t', Some(Value::Bool(b))) => pad(b.to_string(), spec, false),
+        ('d' | 'x' | 'X' | 'o' | 'O' | 'b', Some(Value::Number(_))) if as_int(v).is_some() => {
+            fmt_int(as_int(v).unwrap_or(0), verb, spec)
+        }
+        ('c', Some(Value::Number(_))) => match as_int(v)
+            .and_then(|i| u32::try_from(i).ok())
+            .and_then(char::from_u32)
+        {
+            Some(c) => pad(c.to_string(), spec, false),
+            None => bad_verb(verb, v),
+        },
+        ('x' | 'X', Some(Value::String(s))) => {
+            let mut h = String::new();
+            for b in s.bytes() {
+                let _ = if verb == 'x' {
+                    write!(h, "{b:02x}")
+                } else {
+                    write!(h, "{b:02X}")
+                };
+            }
+            pad(h, spec, false)
+        }
+        ('e' | 'E' | 'f' | 'F' | 'g' | 'G', Some(Value::Number(n))) if n.is_f64() => {
+            fmt_float(n.as_f64().unwrap_or(0.0), verb, spec)
+        }
+        _ => bad_verb(verb, v),
+    }
+}
+
+/// Go's `fmt.Sprintf` for JSON values: flags `-+# 0`, width and precision (also `*`), the
+/// verbs `v s q d x X o O b c t e E f F g G %`, and Go's `%!verb(…)` notes for missing,
+/// extra and mismatched arguments.
+fn sprintf(format: &str, args: &[Val<'_>]) -> String {
+    let mut out = String::new();
+    let mut next = 0;
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        if out.len() > MAX_WORK {
+            // The caller rejects the result; stop building it.
+            break;
+        }
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let mut spec = Spec::default();
+        while let Some(&f) = chars.peek() {
+            match f {
+                '-' => spec.minus = true,
+                '+' => spec.plus = true,
+                '#' => spec.sharp = true,
+                ' ' => spec.space = true,
+                '0' => spec.zero = true,
+                _ => break,
+            }
+            chars.next();
+        }
+        let mut bad_width = false;
+        let mut number = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+                          next: &mut usize|
+         -> Option<usize> {
+            if chars.peek() == Some(&'*') {
+                chars.next();
+                let v = args.get(*next).and_then(|a| as_int(a.get()));
+                *next += 1;
+                return match v {
+                    Some(n) if n.unsigned_abs() <= MAX_WIDTH as u128 => {
+                        Some(n.unsigned_abs() as usize)
+                    }
+                    _ => {
+                        bad_width = true;
+                        None
+                    }
+                };
+            }
+            let mut n: Option<usize> = None;
+            while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+                chars.next();
+                let v = n.unwrap_or(0).saturating_mul(10).saturating_add(d as usize);
+                n = Some(v);
+            }
+            if n.is_some_and(|n| n > MAX_WIDTH) {
+                bad_width = true;
+                return None;
+            }
+            n
+        };
+        spec.width = number(&mut chars, &mut next);
+        if chars.peek() == Some(&'.') {
+            chars.next();
+            spec.prec = Some(number(&mut chars, &mut next).unwrap_or(0));
+        }
+        if bad_width {
+            out.push_str("%!(BADWIDTH)");
+        }
+        let Some(verb) = chars.next() else {
+            out.push_str("%!(NOVERB)");
+            break;
+        };
+        if verb == '%' {
+            out.push('%');
+            continue;
+        }
+        match args.get(next) {
+            None => {
+                let _ = write!(out, "%!{verb}(MISSING)");
+            }
+            Some(a) => out.push_str(&fmt_one(verb, a.get(), &spec)),
+        }
+        next += 1;
+    }
+    if next < args.len() {
+        out.push_str("%!(EXTRA ");
+        let extra: Vec<String> = args[next..]
+            .iter()
+            .map(|a| match a.get() {
+                None => "<nil>".to_owned(),
+                Some(v) => format!("{}={}", go_type(Some(v)), go_v_string(Some(v))),
+            })
+            .collect();
+        out.push_str(&extra.join(", "));
+        out.push(')');
+    }
+    out
+}
+
+// ----------------------------------------------------------------------------- execution
+
+/// What a `range` runs over.
+enum RangeOver<'a> {
+    Items(Vec<(Val<'a>, Val<'a>)>),
+    Count(usize),
+}
+
+enum Flow {
+    Normal,
+    Break,
+    Continue,
+}
+
+struct Exec<'a> {
+    root: &'a Value,
+    vars: Vec<(String, Val<'a>)>,
+    out: String,
+    steps: u64,
+    work: usize,
+    line: usize,
+}
+
+impl<'a> Exec<'a> {
+    fn err(&self, msg: impl Into<String>) -> ExecError {
+        ExecError {
+            line: self.line,
+            msg: msg.into(),
+        }
+    }
+
+    fn step(&mut self) -> Result<(), ExecError> {
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            return Err(self.err(format!("template ran more than {MAX_STEPS} steps")));
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, s: &str) -> Result<(), ExecError> {
+        if self.out.len() + s.len() > MAX_OUTPUT {
+            return Err(self.err(format!("output exceeds {MAX_OUTPUT} bytes")));
+        }
+        self.out.push_str(s);
+        Ok(())
+    }
+
+    fn produced(&mut self, s: String) -> Result<Val<'a>, ExecError> {
+        self.work += s.len();
+        if self.work > MAX_WORK {
+            return Err(self.err(format!("functions produced more than {MAX_WORK} bytes")));
+        }
+        Ok(Val::Own(Value::String(s)))
+    }
+
+    fn run_list(&mut self, nodes: &[Node], dot: &Val<'a>) -> Result<Flow, ExecError> {
+        for node in nodes {
+            self.step()?;
+            let flow = match node {
+                Node::Text(t) => {
+                    self.write(t)?;
+                    Flow::Normal
+                }
+                Node::Action { line, pipe } => {
+                    self.line = *line;
+                    let v = self.eval_pipe(pipe, dot, true)?;
+                    if pipe.decl.is_empty() {
+                        let text = match v.get() {
+                            None => "<no value>".to_owned(),
+                            some => go_v_string(some),
+                        };
+                        self.write(&text)?;
+                    }
+                    Flow::Normal
+                }
+                Node::If {
+                    line,
+                    pipe,
+                    then,
+                    els,
+                }
+                | Node::With {
+                    line,
+                    pipe,
+                    then,
+                    els,
+                } => {
+                    self.line = *line;
+                    let mark = self.vars.len();
+                    let v = self.eval_pipe(pipe, dot, true)?;
+                    let flow = if v.truthy() {
+                        let new_dot = if matches!(node, Node::With { .. }) {
+                            v
+                        } else {
+                            dot.clone()
+                        };
+                        self.run_list(then, &new_dot)?
+                    } else {
+                        self.run_list(els, dot)?
+                    };
+                    self.vars.truncate(mark);
+                    flow
+                }
+                Node::Range {
+                    line,
+                    pipe,
+                    body,
+                    els,
+                } => {
+                    self.line = *line;
+                    let mark = self.vars.len();
+                    let v = self.eval_pipe(pipe, dot, false)?;
+                    let flow = match self.range_items(v)? {
+                        RangeOver::Items(items) if !items.is_empty() => {
+                            for (key, elem) in items {
+                                if self.range_body(pipe, body, key, elem)? {
+                                    break;
+                                }
+                            }
+                            Flow::Normal
+                        }
+                        RangeOver::Count(n) if n > 0 => {
+                            for k in 0..n {
+                                let i = Val::Own(Value::from(k));
+                                if self.range_body(pipe, body, i.clone(), i)? {
+                                    break;
+                                }
+                            }
+                            Flow::Normal
+                        }
+                        _ => self.run_list(els, dot)?,
+                    };
+                    self.vars.truncate(mark);
+                    flow
+                }
+                Node::Break => Flow::Break,
+                Node::Continue => Flow::Continue,
+            };
+            if !matches!(flow, Flow::Normal) {
+                return Ok(flow);
+            }
+        }
+        Ok(Flow::Normal)
+    }
+
+    /// One iteration of a range body; true when it hit `{{break}}`.
+    fn range_body(
+        &mut self,
+        pipe: &Pipe,
+        body: &[Node],
+        key: Val<'a>,
+        elem: Val<'a>,
+    ) -> Result<bool, ExecError> {
+        self.step()?;
+        let inner = self.vars.len();
+        match pipe.decl.as_slice() {
+            [e] => self.bind(e, elem.clone(), pipe.assign),
+            [k, e] => {
+                self.bind(k, key, pipe.assign);
+                self.bind(e, elem.clone(), pipe.assign);
+            }
+            _ => {}
+        }
+        let flow = self.run_list(body, &elem)?;
+        self.vars.truncate(inner);
+        Ok(matches!(flow, Flow::Break))
+    }
+
+    fn range_items(&self, v: Val<'a>) -> Result<RangeOver<'a>, ExecError> {
+        let idx = |k: usize| Val::Own(Value::from(k));
+        Ok(RangeOver::Items(match v {
+            Val::Missing | Val::Ref(Value::Null) | Val::Own(Value::Null) => Vec::new(),
+            Val::Ref(Value::Array(a)) => a
+                .iter()
+                .enumerate()
+                .map(|(k, e)| (idx(k), Val::Ref(e)))
+                .collect(),
+            Val::Own(Value::Array(a)) => a
+                .into_iter()
+                .enumerate()
+                .map(|(k, e)| (idx(k), Val::Own(e)))
+                .collect(),
+            Val::Ref(Value::Object(o)) => {
+                let mut keys: Vec<&String> = o.keys().collect();
+                keys.sort();
+                keys.into_iter()
+                    .filter_map(|k| {
+                        o.get(k)
+                            .map(|e| (Val::Own(Value::String(k.clone())), Val::Ref(e)))
+                    })
+                    .collect()
+            }
+            Val::Own(Value::Object(o)) => {
+                let mut pairs: Vec<(String, Value)> = o.into_iter().collect();
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+                pairs
+                    .into_iter()
+                    .map(|(k, e)| (Val::Own(Value::String(k)), Val::Own(e)))
+                    .collect()
+            }
+            other => {
+                if let Some(n) = as_int(other.get()) {
+                    // Go 1.22 ranges over an integer n as 0..n; the step budget bounds it.
+                    return Ok(RangeOver::Count(
+                        n.clamp(0, i128::from(MAX_STEPS) + 1) as usize
+                    ));
+                }
+                let shown = go_v_string(other.get());
+                return Err(self.err(format!("range can't iterate over {shown}")));
+            }
+        }))
+    }
+
+    fn bind(&mut self, name: &str, v: Val<'a>, assign: bool) {
+        if assign {
+            if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| n == name) {
+                slot.1 = v;
+                return;
+            }
+        }
+        self.vars.push((name.to_owned(), v));
+    }
+
+    /// Evaluate a pipeline; with `bind_decl` its variables get its value (for `range` the
+    /// caller binds them per element instead).
+    fn eval_pipe(
+        &mut self,
+        pipe: &Pipe,
+        dot: &Val<'a>,
+        bind_decl: bool,
+    ) -> Result<Val<'a>, ExecError> {
+        let mut v: Option<Val<'a>> = None;
+        for cmd in &pipe.cmds {
+            v = Some(self.eval_cmd(cmd, dot, v)?);
+        }
+        let v = v.unwrap_or(Val::Missing);
+        if bind_decl {
+            for name in &pipe.decl {
+                self.bind(name, v.clone(), pipe.assign);
+            }
+        }
+        Ok(v)
+    }
+
+    fn eval_cmd(
+        &mut self,
+        cmd: &Cmd,
+        dot: &Val<'a>,
+        piped: Option<Val<'a>>,
+    ) -> Result<Val<'a>, ExecError> {
+        let Some(first) = cmd.args.first() else {
+            return Err(self.err("empty command"));
+        };
+        let Term::Func(name) = first else {
+            if cmd.args.len() > 1 || piped.is_some() {
+                return Err(self.err(format!(
+                    "can't give argument to non-function {}",
+                    first.describe()
+                )));
+            }
+            return self.eval_term(first, dot);
+        };
+        let rest = &cmd.args[1..];
+        if name == "and" || name == "or" {
+            let n = rest.len() + usize::from(piped.is_some());
+            if n == 0 {
+                return Err(self.err(format!(
+                    "wrong number of args for {name}: want at least 1 got 0"
+                )));
+            }
+            let mut last = Val::Missing;
+            for t in rest {
+                last = self.eval_term(t, dot)?;
+                if last.truthy() != (name == "and") {
+                    return Ok(last);
+                }
+            }
+            return Ok(piped.unwrap_or(last));
+        }
+        let mut args = Vec::with_capacity(rest.len() + 1);
+        for t in rest {
+            args.push(self.eval_term(t, dot)?);
+        }
+        if let Some(p) = piped {
+            args.push(p);
+        }
+        self.call(name, args)
+    }
+
+    fn eval_term(&mut self, term: &Term, dot: &Val<'a>) -> Result<Val<'a>, ExecError> {
+        match term {
+            Term::Dot => Ok(dot.clone()),
+            Term::Field(chain) => self.walk(dot.clone(), chain),
+            Term::Var(name, chain) => {
+                let v = if name == "$" {
+                    Val::Ref(self.root)
+                } else {
+                    match self.vars.iter().rev().find(|(n, _)| n == name) {
+                        Some((_, v)) => v.clone(),
+                        None => return Err(self.err(format!("undefined variable: {name}"))),
+                    }
+                };
+                self.walk(v, chain)
+            }
+            Term::Sub(pipe, chain) => {
+                let v = self.eval_pipe(pipe, dot, true)?;
+                self.walk(v, chain)
+            }
+            Term::Lit(v) => Ok(Val::Own(v.clone())),
+            Term::Nil => Ok(Val::Own(Value::Null)),
+            Term::Func(name) => self.call(name, Vec::new()),
+        }
+    }
+
+    fn walk(&self, mut v: Val<'a>, chain: &[String]) -> Result<Val<'a>, ExecError> {
+        for name in chain {
+            v = match v {
+                Val::Ref(Value::Object(o)) => o.get(name).map_or(Val::Missing, Val::Ref),
+                Val::Own(Value::Object(o)) => o.get(name).cloned().map_or(Val::Missing, Val::Own),
+                Val::Missing | Val::Ref(Value::Null) | Val::Own(Value::Null) => {
+                    return Err(self.err(format!("nil pointer evaluating interface {{}}.{name}")))
+                }
+                other => {
+                    let t = go_type(other.get());
+                    return Err(self.err(format!("can't evaluate field {name} in type {t}")));
+                }
+            };
+        }
+        Ok(v)
+    }
+
+    fn want(&self, name: &str, args: &[Val<'a>], n: usize) -> Result<(), ExecError> {
+        if args.len() != n {
+            return Err(self.err(format!(
+                "wrong number of args for {name}: want {n} got {}",
+                args.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn call(&mut self, name: &str, mut args: Vec<Val<'a>>) -> Result<Val<'a>, ExecError> {
+        match name {
+            "len" => {
+                self.want(name, &args, 1)?;
+                let n = match args[0].get() {
+                    Some(Value::Array(a)) => a.len(),
+                    Some(Value::Object(o)) => o.len(),
+                    Some(Value::String(s)) => s.len(),
+                    Some(Value::Null) => 0,
+                    None => return Err(self.err("error calling len: len of nil pointer")),
+                    Some(other) => {
+                        let t = go_type(Some(other));
+                        return Err(self.err(format!("error calling len: len of type {t}")));
+                    }
+                };
+                Ok(Val::Own(Value::from(n)))
+            }
+            "json" => {
+                self.want(name, &args, 1)?;
+                let v = args.pop().map(Val::into_value).unwrap_or(Value::Null);
+                let s = serde_json::to_string(&v)
+                    .map_err(|e| self.err(format!("error calling json: {e}")))?;
+                self.produced(s)
+            }
+            "printf" => {
+                let Some(Value::String(f)) = args.first().and_then(Val::get) else {
+                    let t = go_type(args.first().and_then(Val::get));
+                    return Err(self.err(format!("wrong type for value; expected string; got {t}")));
+                };
+                let f = f.clone();
+                let s = sprintf(&f, &args[1..]);
+                self.produced(s)
+            }
+            "print" | "println" => {
+                let mut s = String::new();
+                for (k, a) in args.iter().enumerate() {
+                    let is_str = |v: &Val<'_>| matches!(v.get(), Some(Value::String(_)));
+                    if k > 0 && (name == "println" || !(is_str(a) || is_str(&args[k - 1]))) {
+                        s.push(' ');
+                    }
+                    go_v(a.get(), &mut s);
+                }
+                if name == "println" {
+                    s.push('\n');
+                }
+                self.produced(s)
+            }
+            "not" => {
+                self.want(name, &args, 1)?;
+                Ok(Val::Own(Value::Bool(!args[0].truthy())))
+            }
+            "index" => {
+                if args.is_empty() {
+                    return Err(self.err("wrong number of args for index: want at least 1 got 0"));
+                }
+                let mut it = args.into_iter();
+                let mut item = it.next().unwrap_or(Val::Missing);
+                for key in it {
+                    item = self.index(item, &key)?;
+                }
+                Ok(item)
+            }
+            "eq" => {
+                if args.len() < 2 {
+                    return Err(self.err("missing argument for comparison"));
+                }
+                let mut any = false;
+                for b in &args[1..] {
+                    any |= self.compare(&args[0], b)? == Some(std::cmp::Ordering::Equal);
+                }
+                Ok(Val::Own(Value::Bool(any)))
+            }
+            "ne" | "lt" | "le" | "gt" | "ge" => {
+                self.want(name, &args, 2)?;
+                let ord = self.compare(&args[0], &args[1])?;
+                if name != "ne"
+                    && !matches!(args[0].get(), Some(Value::Number(_) | Value::String(_)))
+                {
+                    return Err(
+                        self.err(format!("error calling {name}: invalid type for comparison"))
+                    );
+                }
+                use std::cmp::Ordering::*;
+                let r = match name {
+                    "ne" => ord != Some(Equal),
+                    "lt" => ord == Some(Less),
+                    "le" => matches!(ord, Some(Less | Equal)),
+                    "gt" => ord == Some(Greater),
+                    _ => matches!(ord, Some(Greater | Equal)),
+                };
+                Ok(Val::Own(Value::Bool(r)))
+            }
+            other => Err(self.err(format!("function {other:?} not defined"))),
+        }
+    }
+
+    fn index(&self, item: Val<'a>, key: &Val<'a>) -> Result<Val<'a>, ExecError> {
+        match item {
+            Val::Ref(Value::Array(a)) => {
+                let i = self.array_index(key, a.len())?;
+                Ok(Val::Ref(&a[i]))
+            }
+            Val::Own(Value::Array(mut a)) => {
+                let i = self.array_index(key, a.len())?;
+                Ok(Val::Own(a.swap_remove(i)))
+            }
+            Val::Ref(Value::Object(o)) => {
+                match key.get() {
+                    Some(Value::String(k)) => Ok(o.get(k).map_or(Val::Missing, Val::Ref)),
+                    _ => Err(self
+                        .err("error calling index: value has type non-string; should be string")),
+                }
+            }
+            Val::Own(Value::Object(o)) => {
+                match key.get() {
+                    Some(Value::String(k)) => Ok(o.get(k).cloned().map_or(Val::Missing, Val::Own)),
+                    _ => Err(self
+                        .err("error calling index: value has type non-string; should be string")),
+                }
+            }
+            Val::Ref(Value::String(s)) => {
+                let i = self.array_index(key, s.len())?;
+                Ok(Val::Own(Value::from(s.as_bytes()[i])))
+            }
+            Val::Own(Value::String(s)) => {
+                let i = self.array_index(key, s.len())?;
+                Ok(Val::Own(Value::from(s.as_bytes()[i])))
+            }
+            Val::Missing | Val::Ref(Value::Null) | Val::Own(Value::Null) => {
+                Err(self.err("error calling index: index of untyped nil"))
+            }
+            other => {
+                let t = go_type(other.get());
+                Err(self.err(format!("error calling index: can't index item of type {t}")))
+            }
+        }
+    }
+
+    fn array_index(&self, key: &Val<'a>, len: usize) -> Result<usize, ExecError> {
+        match as_int(key.get()) {
+            Some(i) if i >= 0 && (i as u128) < len as u128 => Ok(i as usize),
+            Some(i) => Err(self.err(format!("error calling index: index out of range: {i}"))),
+            None => Err(self.err("error calling index: cannot index slice/array with non-integer")),
+        }
+    }
+
+    /// Go's basic comparison: numbers with numbers, strings with strings, bools with bools.
+    fn compare(&self, a: &Val<'a>, b: &Val<'a>) -> Result<Option<std::cmp::Ordering>, ExecError> {
+        Ok(match (a.get(), b.get()) {
+            (Some(Value::Number(x)), Some(Value::Number(y))) => {
+                match (as_int(a.get()), as_int(b.get())) {
+                    (Some(i), Some(j)) => Some(i.cmp(&j)),
+                    _ => x
+                        .as_f64()
+                        .zip(y.as_f64())
+                        .and_then(|(x, y)| x.partial_cmp(&y)),
+                }
+            }
+            (Some(Value::String(x)), Some(Value::String(y))) => Some(x.cmp(y)),
+            (Some(Value::Bool(x)), Some(Value::Bool(y))) => Some(x.cmp(y)),
+            (None | Some(Value::Null), None | Some(Value::Null)) => Some(std::cmp::Ordering::Equal),
+            (Some(Value::Array(_) | Value::Object(_)), _)
+            | (_, Some(Value::Array(_) | Value::Object(_))) => {
+                return Err(self.err("error calling eq: non-comparable type"))
+            }
+            _ => return Err(self.err("error calling eq: incompatible types for comparison")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::status::fixtures::{self, HOSTS};
+    use crate::status::report_json;
+
+    fn run(t: &str, data: &Value) -> String {
+        render(t, data).unwrap_or_else(|e| panic!("{t:?}: {e}"))
+    }
+
+    fn data() -> Value {
+        json!({
+            "Name": "a",
+            "Count": 3,
+            "Big": 10762426359381933810u64,
+            "Neg": -2,
+            "Half": 0.5,
+            "Million": 1_000_000.0,
+            "Yes": true,
+            "No": false,
+            "Empty": "",
+            "Nil": null,
+            "List": ["x", "y", "z"],
+            "None": [],
+            "Map": {"b": 2, "a": 1},
+            "Nested": {"Inner": {"Leaf": "deep"}},
+            "Peers": [
+                {"Name": "p1", "Conns": [{"Addr": "1.1.1.1", "Up": true}]},
+                {"Name": "p2", "Conns": null}
+            ]
+        })
+    }
+
+    /// The template behind `report-format.txt` in the captures (its output has the shape
+    /// `<name> peers=<n> <addr>:<state> …`, one trailing space).
+    const CAPTURE_FORMAT: &str =
+        "{{.Router.Name}} peers={{len .Router.Peers}} {{range .Router.Connections}}{{.Address}}:{{.State}} {{end}}";
+
+    #[test]
+    fn capture_format_template_reproduces_report_format() {
+        for (scenario, host) in HOSTS {
+            let want = fixtures::body(scenario, host, "report-format");
+            let got = run(
+                CAPTURE_FORMAT,
+                &report_json(&fixtures::status(scenario, host)),
+            );
+            // Connections come in Go map order; compare the words, and the ends exactly.
+            let words = |s: &str| {
+                let mut w: Vec<String> = s.split(' ').map(str::to_owned).collect();
+                w.sort();
+                w
+            };
+            assert_eq!(words(&got), words(&want), "{scenario} {host}");
+            assert!(got.ends_with(' ') && got.starts_with(&want[..want.find(' ').unwrap_or(0)]));
+        }
+        let one = run(
+            CAPTURE_FORMAT,
+            &report_json(&fixtures::status("a-2peer-plain", "h1")),
+        );
+        assert_eq!(
+            one,
+            "00:00:00:00:00:01 peers=2 198.18.0.2:35107:established "
+        );
+    }
+
+    #[test]
+    fn weave_test_suite_templates() {
+        let r = report_json(&fixtures::status("c-3peer-line", "h1"));
+        assert_eq!(run("{{.Router.Name}}", &r), "00:00:00:00:00:01");
+        assert_eq!(run("{{len .Router.Peers}}", &r), "3");
+        assert_eq!(
+            run("{{range .Router.Targets}}{{.}}\n{{end}}", &r),
+            "198.18.0.2\n"
+        );
+        assert_eq!(run("{{.VersionCheck.Enabled}}", &r), "false");
+        assert_eq!(run("{{.VersionCheck.NewVersion}}", &r), "");
+        assert_eq!(run("{{.Version}}", &r), "2.8.1+rw-nodummy");
+        assert_eq!(
+            run("{{.Router.Connections}}", &r).matches("map[").count(),
+            2
+        );
+        assert_eq!(
+            run("{{range .Router.Connections}}{{.Attrs.mtu}}{{end}}", &r),
+            "1438"
+        );
+        // IPAM is absent: `if` is false, and reaching into it fails like Weave's nil pointer.
+        assert_eq!(run("{{if .IPAM}}ipam{{else}}no ipam{{end}}", &r), "no ipam");
+        assert!(matches!(
+            render("{{.IPAM.Range}}", &r),
+            Err(TemplateError::Exec(_))
+        ));
+    }
+
+    #[test]
+    fn json_function_is_compact_and_keeps_field_order() {
+        let r = report_json(&fixtures::status("a-2peer-plain", "h1"));
+        assert_eq!(
+            run("{{json .Router.Connections}}", &r),
+            r#"[{"Address":"198.18.0.2:35107","Outbound":false,"State":"established","Info":"sleeve 00:00:00:00:00:02(rw-h2)","Attrs":{"mtu":1438,"name":"sleeve"}}]"#
+        );
+        assert_eq!(run("{{json .Router.Targets}}", &r), "null");
+        assert_eq!(run("{{json .Missing}}", &r), "null");
+        assert_eq!(run("{{json .Router.TrustedSubnets}}", &r), "[]");
+    }
+
+    #[test]
+    fn text_and_fields() {
+        let d = data();
+        assert_eq!(run("", &d), "");
+        assert_eq!(run("plain text } {", &d), "plain text } {");
+        assert_eq!(
+            run("{{.Name}}-{{.Count}}-{{.Big}}-{{.Neg}}", &d),
+            "a-3-10762426359381933810--2"
+        );
+        assert_eq!(
+            run("{{.Half}} {{.Million}} {{.Yes}} {{.No}}", &d),
+            "0.5 1e+06 true false"
+        );
+        assert_eq!(run("{{.Nested.Inner.Leaf}}", &d), "deep");
+        assert_eq!(
+            run("{{.List}} {{.Map}} {{.None}}", &d),
+            "[x y z] map[a:1 b:2] []"
+        );
+        assert_eq!(run("{{.Absent}}", &d), "<no value>");
+        assert_eq!(run("{{.Nil}}", &d), "[]");
+        assert_eq!(run("{{$.Name}}", &d), "a");
+        assert_eq!(run("{{$}}", &json!("s")), "s");
+        assert_eq!(run("{{.}}", &json!("dot")), "dot");
+        assert_eq!(run("{{(.Nested).Inner.Leaf}}", &d), "deep");
+    }
+
+    #[test]
+    fn len_of_arrays_objects_strings() {
+        let d = data();
+        assert_eq!(
+            run(
+                "{{len .List}} {{len .Map}} {{len .Name}} {{len .None}} {{len .Nil}}",
+                &d
+            ),
+            "3 2 1 0 0"
+        );
+        assert_eq!(run("{{.List | len}}", &d), "3");
+        assert!(matches!(
+            render("{{len .Count}}", &d),
+            Err(TemplateError::Exec(_))
+        ));
+        assert!(matches!(
+            render("{{len .Absent}}", &d),
+            Err(TemplateError::Exec(_))
+        ));
+    }
+
+    #[test]
+    fn range_forms() {
+        let d = data();
+        assert_eq!(run("{{range .List}}<{{.}}>{{end}}", &d), "<x><y><z>");
+        assert_eq!(
+            run("{{range $i, $e := .List}}{{$i}}={{$e}},{{end}}", &d),
+            "0=x,1=y,2=z,"
+        );
+        assert_eq!(run("{{range $e := .List}}{{$e}}{{end}}", &d), "xyz");
+        assert_eq!(
+            run("{{range $k, $v := .Map}}{{$k}}{{$v}}{{end}}", &d),
+            "a1b2"
+        );
+        assert_eq!(run("{{range .None}}x{{else}}empty{{end}}", &d), "empty");
+        assert_eq!(run("{{range .Nil}}x{{else}}nil{{end}}", &d), "nil");
+        assert_eq!(run("{{range .Absent}}x{{end}}", &d), "");
+        assert_eq!(
+            run(
+                "{{range .Peers}}{{.Name}}:{{range .Conns}}{{.Addr}}{{end}};{{end}}",
+                &d
+            ),
+            "p1:1.1.1.1;p2:;"
+        );
+        assert_eq!(
+            run(
+                "{{range .List}}{{if eq . \"y\"}}{{break}}{{end}}{{.}}{{end}}",
+                &d
+            ),
+            "x"
+        );
+        assert_eq!(
+            run(
+                "{{range .List}}{{if eq . \"y\"}}{{continue}}{{end}}{{.}}{{end}}",
+                &d
+            ),
+            "xz"
+        );
+        assert_eq!(run("{{range 3}}{{.}}{{end}}", &d), "012");
+        assert_eq!(run("{{range .Peers}}{{$.Name}}{{end}}", &d), "aa");
+        assert!(matches!(
+            render("{{range .Name}}{{end}}", &d),
+            Err(TemplateError::Exec(_))
+        ));
+    }
+
+    #[test]
+    fn if_else_and_truthiness() {
+        let d = data();
+        let t = |f: &str| run(&format!("{{{{if {f}}}}}T{{{{else}}}}F{{{{end}}}}"), &d);
+        for (f, want) in [
+            (".Yes", "T"),
+            (".No", "F"),
+            (".Count", "T"),
+            (".Empty", "F"),
+            (".Name", "T"),
+            (".None", "F"),
+            (".List", "T"),
+            (".Nil", "F"),
+            (".Absent", "F"),
+            (".Map", "T"),
+            ("0", "F"),
+            ("not .Yes", "F"),
+            ("and .Yes .Count", "T"),
+            ("and .Yes .No", "F"),
+            ("or .No .Empty", "F"),
+            ("or .No .Name", "T"),
+            ("and .Absent .Absent.Deeper", "F"),
+        ] {
+            assert_eq!(t(f), want, "{f}");
+        }
+        assert_eq!(run("{{if .No}}a{{else if .Yes}}b{{else}}c{{end}}", &d), "b");
+        assert_eq!(run("{{if .No}}a{{else if .No}}b{{else}}c{{end}}", &d), "c");
+        assert_eq!(run("{{with .Nested.Inner}}{{.Leaf}}{{end}}", &d), "deep");
+        assert_eq!(run("{{with .Empty}}x{{else}}none{{end}}", &d), "none");
+        assert_eq!(run("{{with $x := .Name}}{{$x}}{{.}}{{end}}", &d), "aa");
+        assert_eq!(run("{{or .Empty \"default\"}}", &d), "default");
+        assert_eq!(run("{{and .Name .Count}}", &d), "3");
+    }
+
+    #[test]
+    fn comparisons() {
+        let d = data();
+        assert_eq!(
+            run(
+                "{{eq .Count 3}} {{eq .Name \"a\" \"b\"}} {{ne .Name \"a\"}}",
+                &d
+            ),
+            "true true false"
+        );
+        assert_eq!(
+            run(
+                "{{lt 1 2}} {{le 2 2}} {{gt .Count 5}} {{ge \"b\" \"a\"}}",
+                &d
+            ),
+            "true true false true"
+        );
+        assert_eq!(run("{{eq .Big 10762426359381933810}}", &d), "true");
+        assert!(matches!(
+            render("{{eq .Name 1}}", &d),
+            Err(TemplateError::Exec(_))
+        ));
+        assert!(matches!(
+            render("{{lt .Yes .No}}", &d),
+            Err(TemplateError::Exec(_))
+        ));
+    }
+
+    #[test]
+    fn variables() {
+        let d = data();
+        assert_eq!(run("{{$x := .Name}}{{$x}}{{$x = \"b\"}}{{$x}}", &d), "ab");
+        assert_eq!(
+            run("{{$n := 0}}{{range .List}}{{$n = .}}{{end}}{{$n}}", &d),
+            "z"
+        );
+        assert_eq!(run("{{$p := index .Peers 0}}{{$p.Name}}", &d), "p1");
+        assert!(matches!(render("{{$y}}", &d), Err(TemplateError::Parse(_))));
+        assert!(matches!(
+            render("{{if .Yes}}{{$v := 1}}{{end}}{{$v}}", &d),
+            Err(TemplateError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn index_function() {
+        let d = data();
+        assert_eq!(
+            run(
+                "{{index .List 1}} {{index .Map \"b\"}} {{index .Peers 0 \"Name\"}}",
+                &d
+            ),
+            "y 2 p1"
+        );
+        assert_eq!(run("{{index .Map \"zz\"}}", &d), "<no value>");
+        assert!(matches!(
+            render("{{index .List 5}}", &d),
+            Err(TemplateError::Exec(_))
+        ));
+    }
+
+    #[test]
+    fn printf_verbs() {
+        let d = data();
+        let p = |f: &str| run(&format!("{{{{printf {f}}}}}"), &d);
+        assert_eq!(p(r#""%s %d %v" .Name .Count .List"#), "a 3 [x y z]");
+        assert_eq!(
+            p(r#""%-5s|%5s|%05d|%x|%X|%q" .Name .Name .Count 255 255 .Name"#),
+            "a    |    a|00003|ff|FF|\"a\""
+        );
+        assert_eq!(p(r#""%-21v|" "1.2.3.4:6783""#), "1.2.3.4:6783         |");
+        assert_eq!(
+            p(r#""%12.12v|%.2s" "abcdefghijklmnop" .Nested.Inner.Leaf"#),
+            "abcdefghijkl|de"
+        );
+        assert_eq!(
+            p(r#""%t %v %.2f %e" .Yes .Half .Half .Half"#),
+            "true 0.5 0.50 5.000000e-01"
+        );
+        assert_eq!(p(r#""%d%%" 50"#), "50%");
+        assert_eq!(p(r#""%d""#), "%!d(MISSING)");
+        assert_eq!(p(r#""%d" .Name"#), "%!d(string=a)");
+        assert_eq!(p(r#""x" 1"#), "x%!(EXTRA int=1)");
+        assert_eq!(p(r#""%+d %c" 5 65"#), "+5 A");
+        assert_eq!(p(r#""%*d" 4 7"#), "   7");
+        assert_eq!(p(r#""%""#), "%!(NOVERB)");
+        assert_eq!(
+            run("{{print .Name .Count 1 2}} {{println .Name}}", &d),
+            "a3 1 2 a\n"
+        );
+        assert_eq!(run("{{.Count | printf \"%03d\"}}", &d), "003");
+    }
+
+    #[test]
+    fn whitespace_trimming_and_comments() {
+        let d = data();
+        assert_eq!(run("a  {{- .Name -}}  \n b", &d), "aab");
+        assert_eq!(run("{{range .List -}}\n  {{.}}\n{{- end}}", &d), "xyz");
+        assert_eq!(run("a {{/* note */}} b", &d), "a  b");
+        assert_eq!(run("a {{- /* note */ -}} b", &d), "ab");
+        assert_eq!(run("{{-3}}", &d), "-3");
+        assert_eq!(run("{{ .Name }}", &d), "a");
+        assert_eq!(run("{{\n.Name\n}}", &d), "a");
+    }
+
+    #[test]
+    fn literals() {
+        let d = data();
+        assert_eq!(run(r#"{{"a\tb\u00e9\x41"}}"#, &d), "a\tbéA");
+        assert_eq!(run("{{`raw\\n`}}", &d), "raw\\n");
+        assert_eq!(
+            run("{{'a'}} {{0x10}} {{1_000}} {{1.5}} {{true}}", &d),
+            "97 16 1000 1.5 true"
+        );
+    }
+
+    fn parse_err(t: &str) -> ParseError {
+        match Template::parse(t) {
+            Err(e) => e,
+            Ok(_) => panic!("{t:?} parsed"),
+        }
+    }
+
+    #[test]
+    fn parse_errors_are_typed_with_go_like_messages() {
+        assert_eq!(
+            parse_err("{{.Name").to_string(),
+            "template: format:1: unclosed action"
+        );
+        assert_eq!(
+            parse_err("{{if .X}}").to_string(),
+            "template: format:1: unexpected EOF"
+        );
+        assert_eq!(
+            parse_err("{{end}}").to_string(),
+            "template: format:1: unexpected {{end}}"
+        );
+        assert_eq!(parse_err("a\n{{else}}").line, 2);
+        assert_eq!(parse_err("{{foo .X}}").msg, "function \"foo\" not defined");
+        assert_eq!(parse_err("{{}}").msg, "missing value for command");
+        assert_eq!(parse_err("{{nil}}").msg, "nil is not a command");
+        assert_eq!(parse_err("{{break}}").msg, "{{break}} outside {{range}}");
+        assert_eq!(parse_err("{{\"abc}}").msg, "unterminated quoted string");
+        assert_eq!(
+            parse_err("{{define \"x\"}}{{end}}").msg,
+            "{{define}} is not supported"
+        );
+        assert_eq!(parse_err("{{(.A}}").msg, "unclosed left paren");
+        assert_eq!(parse_err("{{/* x }}").msg, "unclosed comment");
+        assert_eq!(parse_err("{{1.2.3}}").msg, "bad number syntax: \"1.2.3\"");
+        let deep = "{{if 1}}".repeat(MAX_DEPTH + 1) + &"{{end}}".repeat(MAX_DEPTH + 1);
+        assert_eq!(parse_err(&deep).msg, "template nested too deeply");
+        let parens =
+            "{{".to_owned() + &"(".repeat(MAX_DEPTH + 1) + "1" + &")".repeat(MAX_DEPTH + 1) + "}}";
+        assert_eq!(parse_err(&parens).msg, "template nested too deeply");
+    }
+
+    #[test]
+    fn exec_errors_are_typed() {
+        let d = data();
+        let e = |t: &str| match render(t, &d) {
+            Err(TemplateError::Exec(e)) => e,
+            other => panic!("{t:?}: {other:?}"),
+        };
+        assert_eq!(
+            e("{{.Absent.X}}").msg,
+            "nil pointer evaluating interface {}.X"
+        );
+        assert_eq!(
+            e("{{.Name.X}}").msg,
+            "can't evaluate field X in type string"
+        );
+        assert_eq!(
+            e("{{.Name 1}}").msg,
+            "can't give argument to non-function .Name"
+        );
+        assert_eq!(e("x\n{{len}}").line, 2);
+        assert_eq!(
+            e("{{len}}").to_string(),
+            "template: format:1: executing \"format\": wrong number of args for len: want 1 got 0"
+        );
+    }
+
+    #[test]
+    fn budgets_bound_output_and_work() {
+        let d = data();
+        assert!(render("{{range 2000000}}{{end}}", &d).is_err());
+        assert!(render("{{range 100000}}{{printf \"%20s\" \"x\"}}{{end}}", &d).is_err());
+        assert!(render("{{range 100}}{{printf \"%1000000d\" 1}}{{end}}", &d).is_err());
+        assert_eq!(run("{{printf \"%2000000d\" 1}}", &d), "%!(BADWIDTH)1");
+        let s = run("{{range 1000}}{{range 100}}{{end}}{{end}}", &d);
+        assert!(s.is_empty());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any string made of template syntax either renders or fails with an error.
+        #[test]
+        fn never_panics_on_syntax_soup(t in r#"([{}()|$., :=\-"`'a-zA-Z0-9_%*\n ]|\{\{|\}\}|\{\{- | -\}\}|\.Router|\.Name|range |if |else|end|with |len |json |printf |index |eq |and |not |break|continue|\$x := |\$i, \$e := ){0,40}"#) {
+            let d = data();
+            let _ = render(&t, &d);
+        }
+
+        /// Arbitrary Unicode too.
+        #[test]
+        fn never_panics_on_any_string(t in any::<String>()) {
+            let _ = render(&t, &data());
+            let _ = render(&format!("{{{{{t}}}}}"), &data());
+        }
+    }
+}
