@@ -11,3 +11,6 @@ pub mod sim;
 pub mod topology;
 
 pub use peer_name::{PeerName, PeerNameError};
+
+#[cfg(test)]
+mod relay_tests;

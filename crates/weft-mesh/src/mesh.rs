@@ -8,6 +8,34 @@
 //! [`Mesh::handle_timeout`] when [`Mesh::poll_timeout`] comes due. Everything the core wants
 //! done comes out of [`Mesh::poll_output`]: messages to send, connections to close, addresses to
 //! dial, targets to persist. Time is passed in; randomness comes from a seeded generator.
+//!
+//! # Batching
+//!
+//! Tag-4 topology fan-outs decided while handling events are drawn (random neighbours) and
+//! encoded when the edge next polls with an empty output queue: one route recalculation per
+//! batch of events, one encoding per distinct set of names, and per-connection merging of
+//! queued names as Weave does (reference §3.2).
+//!
+//! # Memory bounds against misbehaving peers ([`MeshLimits`])
+//!
+//! Weave bounds neither of these; weft does, refusing only traffic no correct peer produces:
+//!
+//! * **Peer table**: at most `max_peers` entries (placeholders included; default 10,000). A
+//!   topology update that would add more is refused whole with
+//!   [`GossipError::TooManyPeers`] before anything is applied (the check is in
+//!   [`Peers::apply_update_view`], which every received update goes through), and the edge
+//!   closes the sending connection; the invented peers, unreachable, are then collected. Each
+//!   entry's connection map is keyed by peer name, so it holds at most `max_peers` entries
+//!   too; its strings are bounded by the 10 MiB message limit of the wire layer.
+//! * **Duplicate suppression of relayed gossip** (channels we do not implement): remembered
+//!   payloads cost their length plus [`SEEN_ENTRY_OVERHEAD`] bytes each and are capped at
+//!   `gossip_memory_bytes` (default 4 MiB), oldest evicted first, besides expiring after
+//!   30 s; the newest payload is always kept, so the cache holds at most
+//!   `max(gossip_memory_bytes, one message)`. A peer flooding distinct payloads therefore
+//!   costs us at most that much, and a payload evicted early and seen again is relayed again
+//!   rather than remembered longer.
+//! * Per-connection queues are sets of names (bounded by the table) and outputs are drained
+//!   by the edge after each call.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -1066,5 +1094,160 @@ impl Mesh {
             broadcast_routes,
             termination_count: self.termination_count,
         }
+    }
+}
+
+#[cfg(test)]
+mod flood_tests {
+    //! A misbehaving peer cannot grow our memory without bound (see the module docs).
+
+    use super::*;
+    use crate::gossip::encode_topology;
+    use crate::topology::{ConnectionSummary, PeerSummary, PeerUpdate};
+
+    fn name(i: u64) -> PeerName {
+        PeerName::from_u64(0x0200_0000_0000 | i).unwrap()
+    }
+
+    fn mesh(limits: MeshLimits) -> (Mesh, Instant) {
+        let now = Instant::now();
+        let cfg = MeshConfig {
+            name: name(1),
+            nickname: "me".into(),
+            uid: 11,
+            port: 6783,
+            discovery: false,
+            conn_limit: 0,
+            timings: MeshTimings::default(),
+            seed: 1,
+            limits,
+        };
+        let mut m = Mesh::new(cfg, now);
+        // Two neighbours: the flooder (conn 1) and a bystander (conn 2) to relay to.
+        for (id, peer) in [(1u64, 2u64), (2, 3)] {
+            let hello = Hello {
+                name: name(peer),
+                nickname: format!("p{peer}"),
+                uid: peer * 10,
+                short_id: None,
+                conn_uid: id,
+                outbound: true,
+                remote_addr: format!("10.0.0.{peer}:6783").parse().unwrap(),
+                target: None,
+                must_be_known: false,
+                overlay: None,
+                encrypted: None,
+            };
+            m.connection_ready(now, id, hello).unwrap();
+            m.connection_established(now, id);
+        }
+        while m.poll_output().is_some() {}
+        (m, now)
+    }
+
+    #[test]
+    fn unknown_channel_flood_is_bounded_by_the_dedup_budget() {
+        let budget = 64 << 10;
+        let (mut m, now) = mesh(MeshLimits {
+            gossip_memory_bytes: budget,
+            ..MeshLimits::default()
+        });
+        let mut relayed = 0;
+        for i in 0..20_000u32 {
+            let mut payload = vec![0u8; 200];
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            let msg = GossipMsg {
+                kind: GossipKind::Gossip,
+                channel: "IPallocation".into(),
+                src: name(2),
+                payload,
+            };
+            m.handle_gossip(now, 1, msg).unwrap();
+            assert!(m.gossip_memory_bytes() <= budget);
+            while let Some(o) = m.poll_output() {
+                relayed += usize::from(matches!(o, Output::Send { .. }));
+            }
+        }
+        // Every distinct payload was relayed (to the bystander), none kept beyond the budget.
+        assert_eq!(relayed, 20_000);
+        assert!(m.gossip_memory_bytes() > budget - 300);
+        // Recent payloads are still recognised as duplicates.
+        let mut dup = vec![0u8; 200];
+        dup[..4].copy_from_slice(&19_999u32.to_be_bytes());
+        let msg = GossipMsg {
+            kind: GossipKind::Gossip,
+            channel: "IPallocation".into(),
+            src: name(2),
+            payload: dup,
+        };
+        m.handle_gossip(now, 1, msg).unwrap();
+        assert!(
+            m.poll_output().is_none(),
+            "a recent duplicate is not relayed"
+        );
+        // And everything expires after the duplicate memory (30 s).
+        m.handle_timeout(now + Duration::from_secs(31));
+        assert_eq!(m.gossip_memory_bytes(), 0);
+    }
+
+    fn fake_peers(from: u64, count: u64) -> Vec<PeerUpdate> {
+        (from..from + count)
+            .map(|i| PeerUpdate {
+                summary: PeerSummary {
+                    name_byte: name(i).to_bytes().to_vec(),
+                    nick_name: format!("fake{i}"),
+                    uid: i,
+                    version: 1,
+                    ..PeerSummary::default()
+                },
+                // Each also names a placeholder.
+                connections: vec![ConnectionSummary {
+                    name_byte: name(i + 1_000_000).to_bytes().to_vec(),
+                    remote_tcp_addr: "10.9.9.9:6783".into(),
+                    outbound: true,
+                    established: true,
+                }],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn invented_peers_are_capped_and_the_update_refused_whole() {
+        let (mut m, now) = mesh(MeshLimits {
+            max_peers: 100,
+            ..MeshLimits::default()
+        });
+        assert_eq!(m.peers().len(), 3);
+        // 40 fake peers + 40 placeholders fit (3 + 80 <= 100).
+        let ok = GossipMsg {
+            kind: GossipKind::Gossip,
+            channel: TOPOLOGY_CHANNEL.into(),
+            src: name(2),
+            payload: encode_topology(&fake_peers(100, 40)),
+        };
+        m.handle_gossip(now, 1, ok).unwrap();
+        assert_eq!(m.peers().len(), 83);
+        // 10 more + 10 placeholders would make 103: refused as a whole, nothing applied.
+        let over = GossipMsg {
+            kind: GossipKind::Gossip,
+            channel: TOPOLOGY_CHANNEL.into(),
+            src: name(2),
+            payload: encode_topology(&fake_peers(200, 10)),
+        };
+        let err = m.handle_gossip(now, 1, over).unwrap_err();
+        assert_eq!(
+            err,
+            GossipError::TooManyPeers {
+                limit: 100,
+                known: 83,
+                new: 20
+            }
+        );
+        assert_eq!(m.peers().len(), 83);
+        // The edge closes the sending connection on any error; the table then shrinks back
+        // when GC finds the invented peers unreachable.
+        m.connection_closed(now, 1, Some(err.to_string()));
+        m.handle_timeout(now + Duration::from_secs(2));
+        assert_eq!(m.peers().len(), 2, "only us and the bystander remain");
     }
 }

@@ -397,6 +397,19 @@ fn check_capture(base: &str, keylog_name: Option<&str>) -> Totals {
                     assert_eq!(&e.src.to_string(), src, "{ctx}");
                     assert_eq!(e.payload.len(), *payload_len, "{ctx}");
                     assert_eq!(GossipEnvelope::decode(&e.encode()).unwrap(), *e);
+                    if e.channel == "topology" {
+                        // The mesh core decodes Weave's topology payload, and what it encodes
+                        // from the result decodes to the same update.
+                        let update = weft_mesh::gossip::decode_topology(&e.payload)
+                            .unwrap_or_else(|err| panic!("{ctx}: topology payload: {err}"));
+                        assert!(!update.is_empty(), "{ctx}: empty topology update");
+                        let again = weft_mesh::gossip::encode_topology(&update);
+                        assert_eq!(
+                            weft_mesh::gossip::decode_topology(&again).unwrap(),
+                            update,
+                            "{ctx}: topology re-encoding"
+                        );
+                    }
                     *totals.by_channel.entry(e.channel.clone()).or_default() += 1;
                 }
                 (

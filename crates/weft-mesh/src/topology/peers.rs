@@ -1,6 +1,6 @@
 //! The peer table (reference §1, §3.4, §3.5, §3.7, §3.8).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::PeerName;
 
@@ -246,6 +246,9 @@ impl<'u, 'v> Decoded<'u, 'v> {
 pub struct Peers {
     local: PeerName,
     by_name: BTreeMap<PeerName, Peer>,
+    /// The keys of `by_name` again, hashed: membership tests for every name in every received
+    /// connection list are the hot path of applying updates.
+    known: HashSet<PeerName>,
     short_ids: ShortIdIndex,
     /// Most peers (placeholders included) that received updates may grow the table to.
     max_peers: usize,
@@ -271,6 +274,7 @@ impl Peers {
         Peers {
             local,
             by_name: BTreeMap::from([(local, me)]),
+            known: HashSet::from([local]),
             short_ids,
             max_peers: usize::MAX,
         }
@@ -315,7 +319,7 @@ impl Peers {
 
     /// Whether the name is in the table.
     pub fn contains(&self, name: PeerName) -> bool {
-        self.by_name.contains_key(&name)
+        self.known.contains(&name)
     }
 
     /// Number of peers in the table (at least 1: the local peer).
@@ -418,7 +422,7 @@ impl Peers {
         // names referenced only inside connection lists.
         let mut created = BTreeSet::new();
         for d in &decoded {
-            if !self.by_name.contains_key(&d.name) {
+            if !self.known.contains(&d.name) {
                 let mut peer = Peer::placeholder(d.name);
                 peer.nick_name = d.update.nick_name.to_owned();
                 peer.uid = d.uid();
@@ -431,7 +435,7 @@ impl Peers {
         }
         for d in &decoded {
             for remote in d.remotes() {
-                if !self.by_name.contains_key(&remote) {
+                if !self.known.contains(&remote) {
                     self.insert_peer(Peer::placeholder(remote), &mut pending);
                 }
             }
@@ -489,7 +493,7 @@ impl Peers {
         let mut new = BTreeSet::new();
         for d in decoded {
             for name in std::iter::once(d.name).chain(d.remotes()) {
-                if !self.by_name.contains_key(&name) {
+                if !self.known.contains(&name) {
                     new.insert(name);
                 }
             }
@@ -507,6 +511,7 @@ impl Peers {
     fn insert_peer(&mut self, peer: Peer, pending: &mut Pending) {
         let (name, short) = (peer.name, peer.short_id());
         self.by_name.insert(name, peer);
+        self.known.insert(name);
         if let Some(id) = short {
             self.index_short_id(name, id, pending);
         }
@@ -706,7 +711,7 @@ impl Peers {
                 continue;
             };
             for remote in peer.connections.keys() {
-                if self.by_name.contains_key(remote) && reached.insert(*remote) {
+                if self.known.contains(remote) && reached.insert(*remote) {
                     stack.push(*remote);
                 }
             }
@@ -727,6 +732,7 @@ impl Peers {
             .collect();
         let mut pending = Pending::default();
         for name in &doomed {
+            self.known.remove(name);
             if let Some(peer) = self.by_name.remove(name) {
                 if let Some(id) = peer.short_id() {
                     pending.invalidated |= self.short_ids.remove(*name, id);
