@@ -73,9 +73,11 @@ fn parse_args() -> Result<Args, String> {
             "--json" => a.json = Some(val()?),
             "--no-baseline" => a.baseline = false,
             "-h" | "--help" => {
-                return Err("usage: weft-bench-mesh [--peers N] [--degree K] [--seed S] \
+                return Err(
+                    "usage: weft-bench-mesh [--peers N] [--degree K] [--seed S] \
                             [--json PATH] [--no-baseline]"
-                    .into())
+                        .into(),
+                )
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -187,7 +189,7 @@ fn run(args: &Args, fanout: Fanout) -> Vec<Phase> {
             sim.connect(a, b);
         }
     }));
-    let targets = pick(seed, n, args.degree.min(3).max(1));
+    let targets = pick(seed, n, args.degree.clamp(1, 3));
     phases.push(run_phase(&mut sim, "new-peer", |sim| {
         let new = sim.add_node(config);
         for &t in &targets {
@@ -290,7 +292,10 @@ fn main() {
         );
     }
     if let Some(flood) = &flood {
-        let _ = writeln!(table, "baseline: flooding (Fanout::All, every neighbour but the sender)");
+        let _ = writeln!(
+            table,
+            "baseline: flooding (Fanout::All, every neighbour but the sender)"
+        );
         for p in flood {
             let _ = writeln!(
                 table,

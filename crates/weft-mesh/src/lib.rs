@@ -7,6 +7,7 @@ pub mod gossip;
 pub mod maker;
 pub mod mesh;
 pub mod peer_name;
+pub mod rng;
 pub mod sim;
 pub mod topology;
 

@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::rng::SplitMix;
+
 /// The mesh port Weave uses when a target names none.
 pub const DEFAULT_PORT: u16 = 6783;
 const INITIAL_INTERVAL: Duration = Duration::from_secs(2);
@@ -135,30 +137,6 @@ fn target_host(address: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-/// Small deterministic generator for retry jitter (splitmix64).
-#[derive(Debug, Clone)]
-struct Jitter(u64);
-
-impl Jitter {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A duration uniformly in [0, max).
-    fn below(&mut self, max: Duration) -> Duration {
-        let nanos = max.as_nanos().min(u128::from(u64::MAX)) as u64;
-        if nanos == 0 {
-            Duration::ZERO
-        } else {
-            Duration::from_nanos(self.next() % nanos)
-        }
-    }
-}
-
 /// The connection maker. See the module docs.
 #[derive(Debug, Clone)]
 pub struct ConnectionMaker {
@@ -172,7 +150,7 @@ pub struct ConnectionMaker {
     live: BTreeMap<u64, Live>,
     never_retry: BTreeSet<String>,
     dials: VecDeque<Dial>,
-    jitter: Jitter,
+    jitter: SplitMix,
 }
 
 impl ConnectionMaker {
@@ -188,7 +166,7 @@ impl ConnectionMaker {
             live: BTreeMap::new(),
             never_retry: BTreeSet::new(),
             dials: VecDeque::new(),
-            jitter: Jitter(seed),
+            jitter: SplitMix(seed),
         }
     }
 
@@ -303,8 +281,8 @@ impl ConnectionMaker {
         self.evaluate(now);
     }
 
-    fn back_off(jitter: &mut Jitter, t: &mut Target, now: Instant) {
-        let wait = t.interval / 2 + jitter.below(t.interval);
+    fn back_off(jitter: &mut SplitMix, t: &mut Target, now: Instant) {
+        let wait = t.interval / 2 + jitter.duration_below(t.interval);
         t.state = TargetState::Waiting {
             retry_at: now + wait,
         };

@@ -49,7 +49,8 @@ use crate::gossip::{
     TOPOLOGY_CHANNEL,
 };
 use crate::maker::{ConnectionMaker, Dial, TargetError, TargetStatus};
-use crate::topology::{LinkFilter, PeerUpdate, Peers, RandomSource, Routes, TopologyError};
+use crate::rng::SplitMix;
+use crate::topology::{LinkFilter, PeerUpdate, Peers, Routes, TopologyError};
 use crate::PeerName;
 
 /// Identifies one TCP connection for the lifetime of the process (assigned by the caller).
@@ -371,26 +372,6 @@ pub struct PeerConnectionStatus {
     pub established: bool,
 }
 
-/// splitmix64: small, seeded, good enough for fan-out and jitter.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-impl RandomSource for Rng {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
-    }
-}
-
 /// Counters for benchmarks and the simulation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MeshStats {
@@ -423,7 +404,7 @@ pub struct Mesh {
     /// neighbours are drawn when the edge next polls, so a batch of events recomputes the
     /// routes once instead of once per event.
     topo_fanout: Vec<(Option<PeerName>, BTreeSet<PeerName>)>,
-    rng: Rng,
+    rng: SplitMix,
     termination_count: u64,
     stats: MeshStats,
     discovery_dirty: bool,
@@ -431,12 +412,12 @@ pub struct Mesh {
 
 impl Mesh {
     pub fn new(cfg: MeshConfig, now: Instant) -> Self {
-        let mut rng = Rng(cfg.seed);
-        let short_id = (rng.next() % 4096) as u16;
+        let mut rng = SplitMix(cfg.seed);
+        let short_id = (rng.next_u64() % 4096) as u16;
         let mut peers = Peers::new(cfg.name, cfg.nickname.clone(), cfg.uid, short_id);
         peers.set_max_peers(cfg.limits.max_peers);
         let routes = Routes::calculate(&peers);
-        let maker = ConnectionMaker::new(cfg.port, cfg.discovery, cfg.conn_limit, rng.next());
+        let maker = ConnectionMaker::new(cfg.port, cfg.discovery, cfg.conn_limit, rng.next_u64());
         let next_gossip = now + cfg.timings.gossip_interval;
         Mesh {
             peers,

@@ -396,14 +396,8 @@ impl Sim {
 /// A deterministic "each peer connects to ~k others" mesh: a ring (so it is connected) plus
 /// random chords, from a seed.
 pub fn random_mesh_links(n: usize, k: usize, seed: u64) -> Vec<(usize, usize)> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
+    let mut rng = crate::rng::SplitMix(seed);
+    let mut next = move || rng.next_u64();
     let mut links = std::collections::BTreeSet::new();
     if n < 2 {
         return Vec::new();

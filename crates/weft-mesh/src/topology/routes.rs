@@ -5,8 +5,9 @@
 //! order *is* name order, Weave's "sort each BFS level by name" is a sort of small integers.
 //!
 //! Cost (V peers, E connections): building the snapshot is O(V + E log V) (a binary search of
-//! the name list per connection, and of the remote's short sorted list for the symmetry check); one BFS is O(V log V + E) time and O(V) memory, with no
-//! allocation per hop; each broadcast table is one BFS, computed on first use and cached.
+//! the name list per connection, and of the remote's short sorted list for the symmetry
+//! check); one BFS is O(V log V + E) time and O(V) memory, with no allocation per hop; each
+//! broadcast table is one BFS, computed on first use and cached.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

@@ -2,28 +2,9 @@
 
 use crate::PeerName;
 
-use super::{Peers, RandomSource};
+use super::Peers;
 
-/// SplitMix64: a small, fast, seedable generator (good enough for tests and simulations).
-#[derive(Debug, Clone)]
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-impl RandomSource for SplitMix {
-    fn below(&mut self, bound: u64) -> u64 {
-        // Multiply-shift reduction: unbiased enough for tests.
-        ((u128::from(self.next_u64()) * u128::from(bound)) >> 64) as u64
-    }
-}
+pub use crate::rng::SplitMix;
 
 /// A name from a small number.
 pub fn n(v: u64) -> PeerName {
