@@ -5,6 +5,7 @@
 //! `weft router` executes in the foreground and what `weft launch` starts in the background.
 
 pub mod api;
+pub mod bridge;
 pub mod identity;
 pub mod mesh_edge;
 pub mod metrics;
@@ -108,6 +109,8 @@ pub enum RouterError {
     MeshAddrInUse { addr: SocketAddr },
     #[error("cannot listen on {addr} for the mesh: {source}")]
     MeshListen { addr: SocketAddr, source: io::Error },
+    #[error("cannot set up the weave bridge: {0}; if another kind of device is named 'weave', remove it (ip link del weave)")]
+    Bridge(String),
     #[error("you must not specify an initial peer list in conjunction with --resume")]
     ResumeWithPeers,
     #[error("cannot read the persisted targets in {path}: {source}; remove the file or launch without --resume")]
@@ -200,6 +203,7 @@ pub async fn run(
         run_dir = %config.dirs.run.display(),
         "weft router started"
     );
+    bridge::ensure(identity.name).map_err(|e| RouterError::Bridge(e.to_string()))?;
     let mesh = mesh_edge::start(settings, tcp, udp);
     let state = Arc::new(api::ApiState { mesh });
     systemd::notify("READY=1");

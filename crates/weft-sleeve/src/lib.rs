@@ -7,13 +7,14 @@
 //!   become *established*: UDP heartbeats carrying the connection UID (encrypted with the
 //!   session key when there is one), learning the peer's UDP address, the
 //!   ConnectionEstablished exchange over TCP, answering a Weave peer's fragmentation and MTU
-//!   tests, and the 60 s heartbeat timeout. Forwarding of Ethernet frames comes with the data
-//!   plane.
+//!   tests, and the 60 s heartbeat timeout; then Weave's fragmentation test and PMTU
+//!   discovery/verification (the link's `mtu`, `stack_frag`), and the data path: batched
+//!   frames encoded into caller buffers, received frames handed out without copying.
 //!
 //! Pure: the caller owns the UDP socket and the clock.
 
 pub mod link;
 pub mod packet;
 
-pub use link::{HeartbeatLink, LinkConfig, LinkEvent};
-pub use packet::{Frame, FrameIter, PacketError, Special};
+pub use link::{EncodeError, HeartbeatLink, LinkConfig, LinkEvent, Transmit};
+pub use packet::{pack_frames, Frame, FrameIter, OutFrame, Packed, PacketError, Special};

@@ -115,6 +115,76 @@ pub fn push_frame(out: &mut Vec<u8>, src: PeerName, dst: PeerName, data: &[u8]) 
     true
 }
 
+/// Weave's limit on frames per datagram (`aggregateAndSend`).
+pub const MAX_FRAMES_PER_DATAGRAM: usize = 100;
+/// IPv4 (20) + UDP (8) header bytes in front of every sleeve datagram.
+pub const UDP_IP_OVERHEAD: usize = 28;
+/// The inner Ethernet header Weave counts in the DF overhead.
+pub const ETHERNET_OVERHEAD: usize = 14;
+/// The largest UDP payload over IPv4 (`65535 − 28`): the non-DF datagram limit.
+pub const MAX_UDP_PAYLOAD: usize = 65_535 - UDP_IP_OVERHEAD;
+/// Length of the special frame that kicks off PMTU discovery (expected to fail with
+/// `EMSGSIZE` locally).
+pub const PMTU_DISCOVERY_LEN: usize = 60_000;
+/// Bytes in front of the frame list of a clear datagram (the sender name).
+pub const CLEAR_HEADER_LEN: usize = 6;
+
+/// One frame to pack: src (capturing) peer, dst peer, Ethernet frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutFrame<'a> {
+    pub src: PeerName,
+    pub dst: PeerName,
+    pub data: &'a [u8],
+}
+
+/// What [`pack_frames`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Packed {
+    /// Frames of the input slice used up (packed or dropped); resume at this index.
+    pub consumed: usize,
+    /// Frames written into the datagram (0: nothing to send).
+    pub packed: usize,
+    /// Frames dropped because alone they exceed `limit` (Weave: "Dropping too big frame
+    /// during forwarding").
+    pub dropped: usize,
+}
+
+/// Pack frames for one next hop into one datagram (reference §4.6): `out` is cleared and gets
+/// `header_len` zero bytes of room (the sender name, or the encryption header), then as many
+/// frames from the front of `frames` as fit while the whole datagram stays within `limit`
+/// bytes, at most [`MAX_FRAMES_PER_DATAGRAM`]. A frame that cannot fit even alone is dropped.
+/// Reuses `out`'s capacity: no allocation once it has grown to `limit`.
+pub fn pack_frames(
+    out: &mut Vec<u8>,
+    header_len: usize,
+    limit: usize,
+    frames: &[OutFrame<'_>],
+) -> Packed {
+    out.clear();
+    out.resize(header_len, 0);
+    let mut done = Packed::default();
+    for f in frames {
+        if done.packed == MAX_FRAMES_PER_DATAGRAM {
+            break;
+        }
+        let need = FRAME_HEADER_LEN.saturating_add(f.data.len());
+        let alone_too_big =
+            f.data.len() > usize::from(u16::MAX) || header_len.saturating_add(need) > limit;
+        if alone_too_big {
+            done.consumed += 1;
+            done.dropped += 1;
+            continue;
+        }
+        if out.len() + need > limit {
+            break;
+        }
+        push_frame(out, f.src, f.dst, f.data);
+        done.consumed += 1;
+        done.packed += 1;
+    }
+    done
+}
+
 /// The heartbeat special frame for a connection.
 pub fn heartbeat_frame(conn_uid: u64) -> [u8; HEARTBEAT_LEN] {
     let mut f = [0u8; HEARTBEAT_LEN];
@@ -191,6 +261,55 @@ mod tests {
         let mut not = vec![0u8; 100];
         not[50] = 1;
         assert_eq!(special(&not), None);
+    }
+
+    #[test]
+    fn packs_within_limits() {
+        let a = PeerName::from_bytes([0, 0, 0, 0, 0, 1]);
+        let b = PeerName::from_bytes([0, 0, 0, 0, 0, 2]);
+        let big = [7u8; 1452];
+        let small = [1u8; 10];
+        let mut out = Vec::new();
+        // A 1438-MTU link: 6 + 14 + 1452 = 1472 = 1500 − 28 fits exactly.
+        let one = [OutFrame {
+            src: a,
+            dst: b,
+            data: &big,
+        }];
+        let p = pack_frames(&mut out, CLEAR_HEADER_LEN, 1472, &one);
+        assert_eq!((p.consumed, p.packed, p.dropped), (1, 1, 0));
+        assert_eq!(out.len(), 1472);
+        let p = pack_frames(&mut out, CLEAR_HEADER_LEN, 1471, &one);
+        assert_eq!((p.consumed, p.packed, p.dropped), (1, 0, 1));
+        // 150 small frames: 100 in the first datagram, the rest in the next.
+        let many = vec![
+            OutFrame {
+                src: a,
+                dst: b,
+                data: &small
+            };
+            150
+        ];
+        let p = pack_frames(&mut out, CLEAR_HEADER_LEN, MAX_UDP_PAYLOAD, &many);
+        assert_eq!((p.consumed, p.packed), (100, 100));
+        assert_eq!(frames(&out[6..]).count(), 100);
+        let p = pack_frames(&mut out, CLEAR_HEADER_LEN, MAX_UDP_PAYLOAD, &many[100..]);
+        assert_eq!((p.consumed, p.packed), (50, 50));
+        // Stops before a frame that does not fit with the others.
+        let two = [
+            OutFrame {
+                src: a,
+                dst: b,
+                data: &big,
+            },
+            OutFrame {
+                src: a,
+                dst: b,
+                data: &big,
+            },
+        ];
+        let p = pack_frames(&mut out, CLEAR_HEADER_LEN, 1472, &two);
+        assert_eq!((p.consumed, p.packed), (1, 1));
     }
 
     proptest! {

@@ -65,6 +65,29 @@ pub enum Command {
         #[arg(required = true)]
         peers: Vec<String>,
     },
+    /// Connect a container to the weave network: attach [addr ...] <container>
+    ///
+    /// <addr> is [ip:]a.b.c.d/nn; <container> is a Docker id or name, netns:NAME, netns:/path or
+    /// pid:PID. Prints the addresses.
+    Attach {
+        /// Do not add the route 224.0.0.0/4 dev ethwe
+        #[arg(long)]
+        no_multicast_route: bool,
+        /// Do not register the container in weaveDNS (weft has no weaveDNS yet, so this changes nothing)
+        #[arg(long)]
+        without_dns: bool,
+        /// Addresses, then the container
+        #[arg(required = true, value_name = "ADDR... CONTAINER")]
+        args: Vec<String>,
+    },
+    /// Remove addresses from a container (all of them, and its ethwe, when none are given)
+    Detach {
+        /// Addresses, then the container
+        #[arg(required = true, value_name = "ADDR... CONTAINER")]
+        args: Vec<String>,
+    },
+    /// List containers attached to weave: <container> <mac> <cidr>...
+    Ps { containers: Vec<String> },
     /// Print the router's full report as JSON, or through a Go template with -f
     Report {
         /// A Go text/template over the report, e.g. '{{.Router.Name}}'

@@ -1,5 +1,6 @@
 //! `weft`: the command line and, as `weft router`, the router daemon itself.
 
+mod attach;
 mod cli;
 mod client;
 mod compat;
@@ -87,6 +88,28 @@ fn dispatch(cli: Cli) -> Outcome {
             post(g, "/forget", &form)
         }
         Command::Report { format } => report(g, format.as_deref()),
+        Command::Attach {
+            no_multicast_route,
+            without_dns: _,
+            args,
+        } => {
+            require_root("attach")?;
+            let (container, addrs) = args
+                .split_last()
+                .ok_or_else(|| Failure::new(1, "weft attach needs a container"))?;
+            attach::attach(addrs, container, !no_multicast_route)
+        }
+        Command::Detach { args } => {
+            require_root("detach")?;
+            let (container, addrs) = args
+                .split_last()
+                .ok_or_else(|| Failure::new(1, "weft detach needs a container"))?;
+            attach::detach(addrs, container)
+        }
+        Command::Ps { containers } => {
+            require_root("ps")?;
+            attach::ps(&containers)
+        }
     }
 }
 

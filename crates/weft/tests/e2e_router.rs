@@ -146,7 +146,19 @@ fn bad_input_is_refused_clearly() {
         ),
         (&["launch", "--resume", "198.18.0.2"], 1, "--resume"),
         (&["launch", "--name", "zz:zz"], 1, "--name"),
-        (&["attach", "10.32.0.1/12", "c1"], 1, "not implemented"),
+        (&["expose", "10.32.0.1/12"], 1, "not implemented"),
+        (&["attach", "net:default", "netns:x"], 1, "IPAM"),
+        (&["attach", "10.32.0.1", "netns:x"], 1, "invalid address"),
+        (
+            &["attach", "10.32.0.1/12", "netns:nonexistent"],
+            1,
+            "no such network namespace",
+        ),
+        (
+            &["attach", "10.32.0.1/12", "pid:999999999"],
+            1,
+            "no such process",
+        ),
         (&["launch-router"], 1, "removed"),
         (
             &["launch", "--data-dir", "/proc/weft"],

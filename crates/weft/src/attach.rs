@@ -1,0 +1,342 @@
+//! `weft attach`, `weft detach` and `weft ps`: connect containers to the `weave` bridge, as
+//! Weave's `weaveutil attach-container` does (reference weave-services.md §9.3).
+//!
+//! A container is named by a Docker id or name (the Docker API on `DOCKER_HOST` or
+//! `/var/run/docker.sock` gives its pid), `netns:NAME` or `netns:/path` (a named network
+//! namespace, as `ip netns` makes them), or `pid:PID`. Attach makes a veth pair
+//! `vethwepl<id>` (on the bridge, hairpin on) ⇄ `ethwe` (created straight inside the
+//! container's namespace, MTU of the bridge), adds the addresses, brings it up and adds the
+//! route `224.0.0.0/4 dev ethwe` unless `--no-multicast-route`. Attaching again only adds
+//! addresses. Detach removes addresses and, when none is left, the interface.
+
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use weft_kernel::{Cidr, Handle, Netns, Route, VethPair};
+
+use crate::{Failure, Outcome};
+
+/// The bridge containers attach to.
+pub const BRIDGE: &str = "weave";
+/// The container-side interface name.
+pub const CONTAINER_IF: &str = "ethwe";
+
+/// A container's network namespace.
+pub struct Container {
+    pub netns: Netns,
+    /// Identifies the namespace (its inode), for the host veth name.
+    pub ino: u64,
+}
+
+fn fail(msg: impl Into<String>) -> Failure {
+    Failure::new(1, msg)
+}
+
+/// Parse `[ip:]a.b.c.d/nn` address arguments. `net:` forms need IPAM, which weft lacks yet.
+pub fn parse_addrs(args: &[String]) -> Result<Vec<Cidr>, Failure> {
+    args.iter()
+        .map(|a| {
+            if a.starts_with("net:") {
+                return Err(fail(format!(
+                    "{a}: automatic allocation (IPAM) is not implemented in weft yet; give an address like 10.32.0.1/12"
+                )));
+            }
+            let text = a.strip_prefix("ip:").unwrap_or(a);
+            let cidr: Cidr = text
+                .parse()
+                .map_err(|_| fail(format!("invalid address {a:?}: expected a.b.c.d/nn")))?;
+            if !cidr.addr().is_ipv4() {
+                return Err(fail(format!("{a}: only IPv4 addresses are supported")));
+            }
+            Ok(cidr)
+        })
+        .collect()
+}
+
+/// Find a container's network namespace.
+pub fn resolve(spec: &str) -> Result<Container, Failure> {
+    let netns = if let Some(name) = spec.strip_prefix("netns:") {
+        let ns = if name.starts_with('/') {
+            Netns::open(name)
+        } else {
+            Netns::named(name)
+        };
+        ns.map_err(|e| fail(format!("container {spec}: no such network namespace ({e})")))?
+    } else if let Some(pid) = spec.strip_prefix("pid:") {
+        let pid: u32 = pid
+            .parse()
+            .map_err(|_| fail(format!("container {spec}: pid must be a number")))?;
+        Netns::of_pid(pid).map_err(|e| fail(format!("container {spec}: no such process ({e})")))?
+    } else {
+        let pid = docker_pid(spec)?;
+        Netns::of_pid(pid).map_err(|e| fail(format!("container {spec} died ({e})")))?
+    };
+    let ino = std::fs::metadata(netns.path())
+        .map(|m| m.ino())
+        .map_err(|e| fail(format!("container {spec}: {e}")))?;
+    if ino
+        == std::fs::metadata("/proc/self/ns/net")
+            .map(|m| m.ino())
+            .unwrap_or(0)
+    {
+        return Err(fail(format!(
+            "container {spec} is running in the host network namespace, and therefore cannot be connected to weave"
+        )));
+    }
+    Ok(Container { netns, ino })
+}
+
+/// The pid of a running Docker container, from the Docker API over its unix socket.
+fn docker_pid(id: &str) -> Result<u32, Failure> {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
+        return Err(fail(format!(
+            "invalid container {id:?}: give a Docker id or name, netns:NAME or pid:PID"
+        )));
+    }
+    let host = std::env::var("DOCKER_HOST").unwrap_or_default();
+    let socket = match host.strip_prefix("unix://") {
+        Some(path) => path.to_owned(),
+        None if host.is_empty() => "/var/run/docker.sock".to_owned(),
+        None => {
+            return Err(fail(format!(
+                "DOCKER_HOST={host}: only unix:// Docker sockets are supported; or name the container netns:NAME or pid:PID"
+            )))
+        }
+    };
+    let mut s = UnixStream::connect(&socket).map_err(|e| {
+        fail(format!(
+            "cannot reach Docker at {socket} ({e}) to find container {id}; name it netns:NAME or pid:PID instead"
+        ))
+    })?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    write!(
+        s,
+        "GET /containers/{id}/json HTTP/1.0\r\nHost: docker\r\n\r\n"
+    )
+    .map_err(|e| fail(format!("Docker at {socket}: {e}")))?;
+    let mut resp = String::new();
+    s.take(4 << 20)
+        .read_to_string(&mut resp)
+        .map_err(|e| fail(format!("Docker at {socket}: {e}")))?;
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    if head.split_whitespace().nth(1) == Some("404") {
+        return Err(fail(format!("Error: No such container: {id}")));
+    }
+    let v: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| fail(format!("Docker's answer about {id} is not JSON: {e}")))?;
+    let running = v["State"]["Running"].as_bool().unwrap_or(false);
+    let pid = v["State"]["Pid"].as_u64().unwrap_or(0);
+    if !running || pid == 0 {
+        return Err(fail(format!("container {id} is not running")));
+    }
+    u32::try_from(pid).map_err(|_| fail(format!("container {id}: bad pid {pid}")))
+}
+
+fn host_if_name(c: &Container) -> String {
+    format!("vethwepl{:07x}", c.ino & 0xfff_ffff)
+}
+
+fn kernel(what: &str, e: weft_kernel::Error) -> Failure {
+    fail(format!("{what}: {e}"))
+}
+
+pub fn attach(addrs: &[String], spec: &str, multicast_route: bool) -> Outcome {
+    let cidrs = parse_addrs(addrs)?;
+    if cidrs.is_empty() {
+        return Err(fail(
+            "weft attach needs at least one address (IPAM is not implemented yet), e.g. weft attach 10.32.0.1/12 netns:c1",
+        ));
+    }
+    let c = resolve(spec)?;
+    let mut host = Handle::new().map_err(|e| kernel("netlink", e))?;
+    let bridge = host
+        .link_by_name(BRIDGE)
+        .map_err(|e| kernel("looking up the bridge", e))?
+        .ok_or_else(|| fail("the weave bridge does not exist: run 'weft launch' first"))?;
+    let mut inside = c
+        .netns
+        .handle()
+        .map_err(|e| kernel("entering the container's namespace", e))?;
+    let existing = inside
+        .link_by_name(CONTAINER_IF)
+        .map_err(|e| kernel("looking up ethwe", e))?;
+    let host_name = host_if_name(&c);
+    let created = existing.is_none();
+    if created {
+        let mut pair = VethPair::new(&host_name, CONTAINER_IF);
+        pair.peer_netns = Some(&c.netns);
+        pair.mtu = Some(bridge.mtu);
+        pair.master = Some(BRIDGE.to_owned());
+        pair.host_up = true;
+        host.ensure_veth_pair(&pair)
+            .map_err(|e| kernel("creating the veth pair", e))?;
+    }
+    // From here on, a failure must not leave a half-made interface behind.
+    let mut configure = || -> Result<(), Failure> {
+        if created {
+            host.set_hairpin(&host_name, true)
+                .map_err(|e| kernel("hairpin", e))?;
+            let _ = host.set_link_sysctl(
+                weft_kernel::IpFamily::V6,
+                weft_kernel::SysctlSection::Conf,
+                &host_name,
+                "accept_ra",
+                "0",
+            );
+            inside
+                .set_weave_sysctls(CONTAINER_IF)
+                .map_err(|e| kernel("container sysctls", e))?;
+        }
+        for cidr in &cidrs {
+            inside
+                .ensure_addr(CONTAINER_IF, *cidr)
+                .map_err(|e| kernel(&format!("adding {cidr}"), e))?;
+        }
+        inside
+            .set_up(CONTAINER_IF)
+            .map_err(|e| kernel("bringing ethwe up", e))?;
+        if multicast_route {
+            inside
+                .ensure_route(&Route::multicast(CONTAINER_IF))
+                .map_err(|e| kernel("multicast route", e))?;
+        }
+        Ok(())
+    };
+    if let Err(e) = configure() {
+        if created {
+            let _ = Handle::new().and_then(|mut h| h.delete_link(&host_name));
+        }
+        return Err(e);
+    }
+    let ips: Vec<String> = cidrs.iter().map(|c| c.addr().to_string()).collect();
+    println!("{}", ips.join(" "));
+    Ok(())
+}
+
+pub fn detach(addrs: &[String], spec: &str) -> Outcome {
+    let cidrs = parse_addrs(addrs)?;
+    let c = resolve(spec)?;
+    let mut inside = c
+        .netns
+        .handle()
+        .map_err(|e| kernel("entering the container's namespace", e))?;
+    let Some(link) = inside
+        .link_by_name(CONTAINER_IF)
+        .map_err(|e| kernel("looking up ethwe", e))?
+    else {
+        return Err(fail(format!("container {spec} is not attached to weave")));
+    };
+    let present: Vec<Cidr> = inside
+        .list_addrs(Some(CONTAINER_IF))
+        .map_err(|e| kernel("listing addresses", e))?
+        .into_iter()
+        .filter(|a| a.index == link.index && a.cidr.addr().is_ipv4())
+        .map(|a| a.cidr)
+        .collect();
+    // No addresses named: detach completely.
+    let remove: Vec<Cidr> = if cidrs.is_empty() {
+        present.clone()
+    } else {
+        cidrs
+    };
+    for cidr in &remove {
+        inside
+            .remove_addr(CONTAINER_IF, *cidr)
+            .map_err(|e| kernel(&format!("removing {cidr}"), e))?;
+    }
+    let left = present.iter().filter(|p| !remove.contains(p)).count();
+    if left == 0 {
+        inside
+            .delete_link(CONTAINER_IF)
+            .map_err(|e| kernel("deleting ethwe", e))?;
+    }
+    let ips: Vec<String> = remove.iter().map(|c| c.addr().to_string()).collect();
+    println!("{}", ips.join(" "));
+    Ok(())
+}
+
+/// `weft ps`: `<container> <mac> <cidr> ...` per weave interface; `weave:expose` is the bridge.
+pub fn ps(specs: &[String]) -> Outcome {
+    let mut host = Handle::new().map_err(|e| kernel("netlink", e))?;
+    let Some(bridge) = host
+        .link_by_name(BRIDGE)
+        .map_err(|e| kernel("looking up the bridge", e))?
+    else {
+        // As Weave: no bridge, nothing to show.
+        return Ok(());
+    };
+    // (index, peer index) of the bridge's ports. Interface indexes are per namespace, so a
+    // container interface counts only if the two ends name each other.
+    let on_bridge: Vec<(u32, Option<u32>)> = host
+        .links()
+        .map_err(|e| kernel("listing links", e))?
+        .into_iter()
+        .filter(|l| l.master == Some(bridge.index))
+        .map(|l| (l.index, l.peer_index))
+        .collect();
+    let specs: Vec<String> = if specs.is_empty() {
+        let mut all = vec!["weave:expose".to_owned()];
+        if let Ok(entries) = std::fs::read_dir("/run/netns") {
+            let mut names: Vec<String> = entries
+                .flatten()
+                .map(|e| format!("netns:{}", e.file_name().to_string_lossy()))
+                .collect();
+            names.sort();
+            all.extend(names);
+        }
+        all
+    } else {
+        specs.to_vec()
+    };
+    for spec in &specs {
+        if spec == "weave:expose" {
+            let addrs = ipv4_cidrs(&mut host, bridge.index)?;
+            print_line(spec, bridge.mac.map(|m| m.to_string()), &addrs);
+            continue;
+        }
+        let Ok(c) = resolve(spec) else {
+            continue; // as Weave: containers that are gone are skipped
+        };
+        let Ok(mut inside) = c.netns.handle() else {
+            continue;
+        };
+        let Ok(links) = inside.links() else {
+            continue;
+        };
+        for l in links {
+            let paired = l
+                .peer_index
+                .is_some_and(|p| on_bridge.contains(&(p, Some(l.index))));
+            if paired {
+                let addrs = ipv4_cidrs(&mut inside, l.index)?;
+                print_line(spec, l.mac.map(|m| m.to_string()), &addrs);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ipv4_cidrs(h: &mut Handle, index: u32) -> Result<Vec<String>, Failure> {
+    Ok(h.list_addrs(None)
+        .map_err(|e| kernel("listing addresses", e))?
+        .into_iter()
+        .filter(|a| a.index == index && matches!(a.cidr.addr(), IpAddr::V4(_)))
+        .map(|a| a.cidr.to_string())
+        .collect())
+}
+
+fn print_line(label: &str, mac: Option<String>, addrs: &[String]) {
+    let mut line = format!("{label} {}", mac.unwrap_or_default());
+    for a in addrs {
+        line.push(' ');
+        line.push_str(a);
+    }
+    println!("{line}");
+}
