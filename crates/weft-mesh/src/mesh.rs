@@ -461,6 +461,12 @@ impl Mesh {
         &self.routes
     }
 
+    /// The peer table and current routes together, as the data plane reads them.
+    pub fn route_view(&mut self) -> (&Peers, &Routes) {
+        self.refresh_routes();
+        (&self.peers, &self.routes)
+    }
+
     // ------------------------------------------------------------------ targets
 
     /// `weft connect`: add (or replace) direct targets.

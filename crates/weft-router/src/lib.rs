@@ -203,8 +203,8 @@ pub async fn run(
         run_dir = %config.dirs.run.display(),
         "weft router started"
     );
-    bridge::ensure(identity.name).map_err(|e| RouterError::Bridge(e.to_string()))?;
-    let mesh = mesh_edge::start(settings, tcp, udp);
+    let tap = bridge::ensure(identity.name).map_err(|e| RouterError::Bridge(e.to_string()))?;
+    let mesh = mesh_edge::start(settings, tcp, udp, tap).map_err(RouterError::Serve)?;
     let state = Arc::new(api::ApiState { mesh });
     systemd::notify("READY=1");
     axum::serve(listener, api::router(state))

@@ -25,7 +25,9 @@ use weft_mesh::mesh::{
     ConnId, Hello, Mesh, MeshConfig, MeshLimits, MeshStatus, MeshTimings, Output,
 };
 use weft_mesh::PeerName;
+use weft_sleeve::packet::OutFrame;
 use weft_sleeve::{HeartbeatLink, LinkConfig, LinkEvent};
+use weft_switch::{Action, MacCache, MeshRoutes, Switch};
 use weft_wire::{
     Config as WireConfig, Connection, ConnectionError, Event, Features, GossipEnvelope,
     LocalIdentity, Message, OverlayControlMsg, RemotePeer, UnicastEnvelope,
@@ -130,6 +132,31 @@ enum Input {
         io_error: Option<String>,
     },
     Api(ApiRequest),
+    Captured(Vec<u8>),
+}
+
+/// Read frames from the capture device until the actor goes away.
+fn capture_loop(mut tap: std::fs::File, tx: mpsc::Sender<Input>) {
+    use std::io::Read;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match tap.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if tx
+                    .blocking_send(Input::Captured(buf[..n].to_vec()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                warn!("capture device: {e}");
+                return;
+            }
+        }
+    }
 }
 
 enum ConnCmd {
@@ -159,9 +186,27 @@ pub async fn bind(settings: &MeshSettings) -> io::Result<(TcpListener, UdpSocket
     Ok((tcp, udp))
 }
 
-/// Start the mesh: the listener and the actor. Returns the API handle.
-pub fn start(settings: MeshSettings, tcp: TcpListener, udp: UdpSocket) -> MeshHandle {
+/// Most MACs the switch learns (Weave's cache is unbounded).
+const MAX_MACS: usize = 65_536;
+/// How often learned MACs are swept for expiry (Weave: every minute).
+const MAC_SWEEP: Duration = Duration::from_secs(60);
+
+/// Start the mesh: the listener and the actor, with the TAP as the data plane's capture
+/// device. Returns the API handle.
+pub fn start(
+    settings: MeshSettings,
+    tcp: TcpListener,
+    udp: UdpSocket,
+    tap: weft_kernel::Tap,
+) -> io::Result<MeshHandle> {
     let (tx, rx) = mpsc::channel(1024);
+    let tap = std::fs::File::from(tap.into_fd());
+    // Frames from the bridge are read on a thread of their own and handed to the actor.
+    let reader = tap.try_clone()?;
+    let capture_tx = tx.clone();
+    std::thread::Builder::new()
+        .name("weft-capture".into())
+        .spawn(move || capture_loop(reader, capture_tx))?;
     let accept_tx = tx.clone();
     tokio::spawn(accept_loop(tcp, accept_tx));
     let now = Instant::now();
@@ -185,6 +230,7 @@ pub fn start(settings: MeshSettings, tcp: TcpListener, udp: UdpSocket) -> MeshHa
         },
         now,
     );
+    let settings_name = settings.name;
     let actor = Actor {
         settings: Arc::new(settings),
         uid,
@@ -196,9 +242,24 @@ pub fn start(settings: MeshSettings, tcp: TcpListener, udp: UdpSocket) -> MeshHa
         link_by_name: BTreeMap::new(),
         next_conn: 1,
         sleeve_drops: 0,
+        switch: Switch::new(settings_name, MacCache::new(MAX_MACS)),
+        tap,
+        actions: Vec::new(),
+        next_sweep: now + MAC_SWEEP,
+        stats: DataStats::default(),
     };
     tokio::spawn(actor.run(rx));
-    MeshHandle { tx }
+    Ok(MeshHandle { tx })
+}
+
+/// Data-plane counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DataStats {
+    pub captured: u64,
+    pub injected: u64,
+    pub sent_frames: u64,
+    pub received_frames: u64,
+    pub dropped: u64,
 }
 
 /// Accept connections, at most 20 at once and then one per 50 ms, as Weave does.
@@ -245,6 +306,11 @@ struct Actor {
     link_by_name: BTreeMap<PeerName, ConnId>,
     next_conn: ConnId,
     sleeve_drops: u64,
+    switch: Switch,
+    tap: std::fs::File,
+    actions: Vec<Action>,
+    next_sweep: Instant,
+    stats: DataStats,
 }
 
 impl Actor {
@@ -271,11 +337,11 @@ impl Actor {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
             tokio::select! {
                 input = rx.recv() => match input {
-                    Some(input) => self.handle(input),
+                    Some(input) => self.handle(input).await,
                     None => return,
                 },
                 r = self.udp.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => self.handle_datagram(from, &mut buf[..n]),
+                    Ok((n, from)) => self.handle_datagram(from, &mut buf[..n]).await,
                     Err(e) => debug!("sleeve socket: {e}"),
                 },
                 _ = sleep_until(tokio::time::Instant::from_std(wake)) => {}
@@ -289,12 +355,90 @@ impl Actor {
             if self.mesh.poll_timeout().is_some_and(|t| t <= now) {
                 self.mesh.handle_timeout(now);
             }
+            if now >= self.next_sweep {
+                self.next_sweep = now + MAC_SWEEP;
+                self.switch.sweep(now);
+            }
         }
     }
 
-    fn handle(&mut self, input: Input) {
+    /// A frame from the local bridge: where does it go?
+    async fn handle_captured(&mut self, frame: &[u8]) {
+        let now = Instant::now();
+        self.stats.captured += 1;
+        let (peers, routes) = self.mesh.route_view();
+        let view = MeshRoutes { peers, routes };
+        let mut actions = std::mem::take(&mut self.actions);
+        self.switch.handle_captured(now, &view, frame, &mut actions);
+        self.carry_out(&actions, frame).await;
+        self.actions = actions;
+    }
+
+    /// Do what the switch decided for `frame`.
+    async fn carry_out(&mut self, actions: &[Action], frame: &[u8]) {
+        for action in actions {
+            match *action {
+                Action::Inject => self.inject(frame),
+                Action::Send {
+                    next_hop,
+                    src_peer,
+                    dst_peer,
+                    ..
+                } => self.send_frame(next_hop, src_peer, dst_peer, frame).await,
+                Action::Drop(reason) => {
+                    self.stats.dropped += 1;
+                    debug!("frame dropped: {reason}");
+                }
+            }
+        }
+    }
+
+    fn inject(&mut self, frame: &[u8]) {
+        use std::io::Write;
+        match (&self.tap).write(frame) {
+            Ok(_) => self.stats.injected += 1,
+            Err(e) => {
+                self.stats.dropped += 1;
+                debug!("injecting a frame: {e}");
+            }
+        }
+    }
+
+    async fn send_frame(&mut self, next_hop: PeerName, src: PeerName, dst: PeerName, frame: &[u8]) {
+        let Some(link) = self
+            .link_by_name
+            .get(&next_hop)
+            .and_then(|c| self.links.get_mut(c))
+        else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let Some(to) = link.remote_addr() else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let mut out = Vec::with_capacity(frame.len() + 64);
+        let frames = [OutFrame {
+            src,
+            dst,
+            data: frame,
+        }];
+        match link.encode_frames(false, &frames, &mut out) {
+            Ok(p) if p.packed > 0 => {
+                self.stats.sent_frames += 1;
+                if let Err(e) = self.udp.send_to(&out, to).await {
+                    self.stats.dropped += 1;
+                    debug!("sleeve send to {to}: {e}");
+                }
+            }
+            Ok(_) | Err(_) => self.stats.dropped += 1,
+        }
+    }
+
+    async fn handle(&mut self, input: Input) {
         let now = Instant::now();
         match input {
+            Input::Captured(frame) => self.handle_captured(&frame).await,
             Input::Accepted(stream, addr) => {
                 debug!("accepted mesh connection from {addr}");
                 self.spawn_conn(stream, addr, false, None, false);
@@ -584,7 +728,7 @@ impl Actor {
         self.peers.remove(&conn);
     }
 
-    fn handle_datagram(&mut self, from: SocketAddr, datagram: &mut [u8]) {
+    async fn handle_datagram(&mut self, from: SocketAddr, datagram: &mut [u8]) {
         let now = Instant::now();
         let Ok(sender) = weft_sleeve::packet::sender(datagram) else {
             self.sleeve_drops += 1;
@@ -594,11 +738,26 @@ impl Actor {
             self.sleeve_drops += 1;
             return;
         };
+        let mut frames: Vec<(PeerName, PeerName, Vec<u8>)> = Vec::new();
         if let Some(link) = self.links.get_mut(&conn) {
-            if let Err(e) = link.handle_datagram(now, from, datagram) {
+            let r = link.handle_datagram_frames(now, from, datagram, |f| {
+                frames.push((f.src, f.dst, f.data.to_vec()));
+            });
+            if let Err(e) = r {
                 self.sleeve_drops += 1;
                 debug!("sleeve packet from {from} dropped: {e}");
+                return;
             }
+        }
+        for (src, dst, frame) in frames {
+            self.stats.received_frames += 1;
+            let (peers, routes) = self.mesh.route_view();
+            let view = MeshRoutes { peers, routes };
+            let mut actions = std::mem::take(&mut self.actions);
+            self.switch
+                .handle_overlay(now, &view, src, dst, &frame, &mut actions);
+            self.carry_out(&actions, &frame).await;
+            self.actions = actions;
         }
     }
 

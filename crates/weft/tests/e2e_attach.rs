@@ -63,7 +63,10 @@ fn attach_detach_ps_on_one_host() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&inside.stdout);
-    assert!(text.starts_with("65535\n"), "{text}");
+    assert!(
+        text.starts_with("65449\n"),
+        "ethwe has the bridge MTU: {text}"
+    );
     assert!(text.contains("224.0.0.0/4 dev ethwe"), "{text}");
     // Attaching again is idempotent.
     weft(&lab, 1, &["attach", "10.32.0.1/12", &n1]).ok();
