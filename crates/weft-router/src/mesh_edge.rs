@@ -395,8 +395,10 @@ impl Actor {
 
     fn inject(&mut self, frame: &[u8]) {
         use std::io::Write;
+        // A TAP takes a whole frame per write or none of it.
         match (&self.tap).write(frame) {
-            Ok(_) => self.stats.injected += 1,
+            Ok(n) if n == frame.len() => self.stats.injected += 1,
+            Ok(_) => self.stats.dropped += 1,
             Err(e) => {
                 self.stats.dropped += 1;
                 debug!("injecting a frame: {e}");
