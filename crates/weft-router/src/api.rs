@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::oneshot;
 
-use crate::mesh_edge::{ApiRequest, MeshHandle};
+use crate::mesh_edge::{ApiRequest, DataStats, MeshHandle};
 use crate::metrics;
 use crate::status::{self, RouterStatus};
 use crate::template::{self, TemplateError};
@@ -36,6 +36,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 /// A consistent snapshot of everything the status views show.
 async fn snapshot(s: &ApiState) -> Result<RouterStatus, Response> {
+    snapshot_with_data(s).await.map(|(st, _, _)| st)
+}
+
+async fn snapshot_with_data(s: &ApiState) -> Result<(RouterStatus, DataStats, u64), Response> {
     let (tx, rx) = oneshot::channel();
     let unavailable = || {
         text(
@@ -51,7 +55,7 @@ async fn snapshot(s: &ApiState) -> Result<RouterStatus, Response> {
     st.encryption = snap.encryption;
     st.trusted_subnets = snap.trusted_subnets;
     st.now = snap.taken;
-    Ok(st)
+    Ok((st, snap.data, snap.sleeve_drops))
 }
 
 async fn status_main(State(s): State<Arc<ApiState>>) -> Response {
@@ -203,17 +207,51 @@ fn render_template(format: &str, report: &serde_json::Value) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
-    match snapshot(&s).await {
-        Ok(st) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            metrics::render_metrics(&st),
-        )
-            .into_response(),
+    match snapshot_with_data(&s).await {
+        Ok((st, data, sleeve_drops)) => {
+            let mut body = metrics::render_metrics(&st);
+            body.push_str(&data_metrics(&data, sleeve_drops));
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                body,
+            )
+                .into_response()
+        }
         Err(r) => r,
     }
+}
+
+/// The data plane's counters, in Prometheus text.
+fn data_metrics(d: &DataStats, sleeve_drops: u64) -> String {
+    let mut out = String::from(
+        "# HELP weft_data_frames_total Ethernet frames handled by the data plane.\n\
+         # TYPE weft_data_frames_total counter\n",
+    );
+    for (dir, n) in [
+        ("captured", d.captured),
+        ("injected", d.injected),
+        ("sent", d.sent_frames),
+        ("received", d.received_frames),
+    ] {
+        out.push_str(&format!(
+            "weft_data_frames_total{{direction=\"{dir}\"}} {n}\n"
+        ));
+    }
+    out.push_str(
+        "# HELP weft_data_dropped_total Frames and sleeve packets dropped, by where.\n\
+         # TYPE weft_data_dropped_total counter\n",
+    );
+    out.push_str(&format!(
+        "weft_data_dropped_total{{where=\"switch\"}} {}\n",
+        d.dropped
+    ));
+    out.push_str(&format!(
+        "weft_data_dropped_total{{where=\"sleeve\"}} {sleeve_drops}\n"
+    ));
+    out
 }
 
 async fn not_found() -> Response {

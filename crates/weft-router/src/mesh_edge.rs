@@ -96,7 +96,9 @@ pub struct MeshSnapshot {
     pub trusted_subnets: Vec<String>,
     /// `Instant` and wall clock at the same moment, to show retry times.
     pub taken: (Instant, SystemTime),
+    /// Sleeve datagrams dropped (malformed, failed authentication, replayed, unknown sender).
     pub sleeve_drops: u64,
+    pub data: DataStats,
 }
 
 /// A handle the API uses to reach the actor.
@@ -777,6 +779,7 @@ impl Actor {
                         .collect(),
                     taken: (now, SystemTime::now()),
                     sleeve_drops: self.sleeve_drops,
+                    data: self.stats,
                 };
                 let _ = reply.send(snap);
             }
@@ -838,6 +841,16 @@ impl Actor {
                             self.close(now, conn, why);
                         }
                     }
+                }
+            }
+            for (conn, link) in &self.links {
+                if link.is_established() {
+                    let attrs = link
+                        .attrs()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect();
+                    self.mesh.set_connection_attrs(*conn, attrs);
                 }
             }
             while let Some(out) = self.mesh.poll_output() {

@@ -1,0 +1,312 @@
+//! End-to-end: containers on different simulated hosts on one virtual Ethernet switch.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{lab, on_host, router_pid, weft};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use weft_lab::{wait_until, LabGuard, Topology};
+
+/// Containers c<i> on every host, routers (h1 first, each later host given its left
+/// neighbour), c<i> attached with 10.32.0.<i>/12; waits until every link is established.
+fn mesh_with_containers(lab: &LabGuard, extra: &[&str]) {
+    for i in 1..=lab.spec.hosts {
+        lab.add_container(i, &format!("c{i}")).unwrap();
+        let mut args = vec!["launch"];
+        args.extend_from_slice(extra);
+        let prev = format!("198.18.0.{}", i - 1);
+        if i > 1 {
+            args.push(&prev);
+        }
+        weft(lab, i, &args).ok();
+        let addr = format!("10.32.0.{i}/12");
+        let ns = format!("netns:{}-h{i}-c{i}", lab.spec.prefix);
+        weft(lab, i, &["attach", &addr, &ns]).ok();
+    }
+    for i in 2..=lab.spec.hosts {
+        wait_until("links established", Duration::from_secs(20), || {
+            let r = weft(lab, i, &["status", "connections"]);
+            if r.stdout.contains(&format!("198.18.0.{}", i - 1)) && r.stdout.contains("established")
+            {
+                Ok(())
+            } else {
+                Err(r.stdout)
+            }
+        })
+        .unwrap();
+    }
+}
+
+fn in_container(lab: &LabGuard, i: usize, argv: &[&str]) -> common::Run {
+    lab.container_command(i, &format!("c{i}"), argv)
+        .unwrap()
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn spawn_in_container(lab: &LabGuard, i: usize, argv: &[&str]) -> Child {
+    lab.container_command(i, &format!("c{i}"), argv)
+        .unwrap()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait for a line "ready" from a spawned helper.
+fn ready(child: &mut Child) -> BufReader<std::process::ChildStdout> {
+    let mut r = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    r
+}
+
+fn ping_ok(lab: &LabGuard, from: usize, to: &str) -> bool {
+    in_container(lab, from, &["ping", "-c", "1", "-W", "1", to]).code == 0
+}
+
+fn wait_ping(lab: &LabGuard, from: usize, to: &str) {
+    wait_until(
+        &format!("c{from} to reach {to}"),
+        Duration::from_secs(20),
+        || {
+            if ping_ok(lab, from, to) {
+                Ok(())
+            } else {
+                Err("no reply".into())
+            }
+        },
+    )
+    .unwrap();
+}
+
+const SINK: &str = r#"
+import hashlib, socket, sys
+s = socket.socket(); s.bind((sys.argv[1], 5000)); s.listen(1)
+print("ready", flush=True)
+c, _ = s.accept(); h = hashlib.sha256(); n = 0
+while True:
+    b = c.recv(1 << 20)
+    if not b: break
+    h.update(b); n += len(b)
+print(n, h.hexdigest(), flush=True)
+"#;
+
+const SOURCE: &str = r#"
+import hashlib, random, socket, sys
+r = random.Random(7); h = hashlib.sha256(); s = socket.create_connection((sys.argv[1], 5000), timeout=30)
+left = 100 * 1024 * 1024
+while left:
+    b = r.randbytes(min(left, 1 << 20)); h.update(b); s.sendall(b); left -= len(b)
+s.close(); print(100 * 1024 * 1024, h.hexdigest())
+"#;
+
+#[test]
+fn two_hosts_ping_and_a_100mb_transfer() {
+    let lab = lab("e2edp", 2, Topology::Full);
+    mesh_with_containers(&lab, &[]);
+    wait_ping(&lab, 1, "10.32.0.2");
+    wait_ping(&lab, 2, "10.32.0.1");
+    let mut sink = spawn_in_container(&lab, 2, &["python3", "-c", SINK, "10.32.0.2"]);
+    let mut out = ready(&mut sink);
+    let t0 = Instant::now();
+    let sent = in_container(
+        &lab,
+        1,
+        &["timeout", "120", "python3", "-c", SOURCE, "10.32.0.2"],
+    );
+    let secs = t0.elapsed().as_secs_f64();
+    let mut got = String::new();
+    out.read_line(&mut got).unwrap();
+    let _ = sink.wait();
+    assert_eq!(sent.code, 0, "{sent:?}");
+    assert_eq!(
+        got.trim(),
+        sent.stdout.trim(),
+        "the receiver's size and sha256 match the sender's"
+    );
+    eprintln!(
+        "100 MiB in {secs:.1} s ({:.0} Mbit/s)",
+        800.0 * 1.048576 / secs
+    );
+    let m = on_host(&lab, 1, &["python3", "-c", "import urllib.request as u; print(u.urlopen('http://127.0.0.1:6784/metrics').read().decode())"]).ok();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("weft_data_frames_total{direction=\"sent\"}")),
+        "{m}"
+    );
+}
+
+#[test]
+fn line_of_three_multi_hop_broadcast_and_multicast() {
+    let lab = lab("e2edpl", 3, Topology::Line);
+    mesh_with_containers(&lab, &["--no-discovery"]);
+    // c1 and c3 are two hops apart: h1 has no link to h3.
+    wait_ping(&lab, 1, "10.32.0.3");
+    wait_ping(&lab, 3, "10.32.0.1");
+    // Broadcast: a ping to the subnet's broadcast address is answered from every host.
+    for i in 2..=3 {
+        on_host(&lab, i, &["true"]);
+        lab.container_command(
+            i,
+            &format!("c{i}"),
+            &["sysctl", "-qw", "net.ipv4.icmp_echo_ignore_broadcasts=0"],
+        )
+        .unwrap()
+        .status()
+        .unwrap();
+    }
+    let b = in_container(
+        &lab,
+        1,
+        &["ping", "-b", "-c", "4", "-W", "2", "10.47.255.255"],
+    );
+    assert!(b.stdout.contains("from 10.32.0.2"), "{b:?}");
+    assert!(b.stdout.contains("from 10.32.0.3"), "{b:?}");
+    // Multicast: receivers on h2 and h3 in group 239.1.2.3 hear a sender on h1.
+    let recv = r#"
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("", 5001))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("4s4s", socket.inet_aton("239.1.2.3"), socket.inet_aton("0.0.0.0")))
+s.settimeout(15); print("ready", flush=True)
+print(s.recv(100).decode(), flush=True)
+"#;
+    let mut r2 = spawn_in_container(&lab, 2, &["python3", "-c", recv]);
+    let mut r3 = spawn_in_container(&lab, 3, &["python3", "-c", recv]);
+    let (mut o2, mut o3) = (ready(&mut r2), ready(&mut r3));
+    let send = r#"
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+for _ in range(10):
+    s.sendto(b"hello group", ("239.1.2.3", 5001)); time.sleep(0.2)
+"#;
+    in_container(&lab, 1, &["python3", "-c", send]);
+    let (mut l2, mut l3) = (String::new(), String::new());
+    o2.read_line(&mut l2).unwrap();
+    o3.read_line(&mut l3).unwrap();
+    let _ = (r2.wait(), r3.wait());
+    assert_eq!(l2.trim(), "hello group");
+    assert_eq!(l3.trim(), "hello group");
+}
+
+#[test]
+fn password_hides_inner_frames_and_a_wrong_one_carries_nothing() {
+    // The marker is in every ping; without encryption tcpdump sees it on the underlay.
+    const MARK: &str = "5eedfacecafebeef";
+    let seen = |password: bool| -> (bool, usize) {
+        let prefix = if password { "e2edpe" } else { "e2edpc" };
+        let lab = lab(prefix, 2, Topology::Full);
+        mesh_with_containers(
+            &lab,
+            if password {
+                &["--password", "s3cret"]
+            } else {
+                &[]
+            },
+        );
+        wait_ping(&lab, 1, "10.32.0.2");
+        let pcap = format!("/run/weft-lab/{prefix}/underlay.pcap");
+        let mut dump = lab
+            .host_command(
+                1,
+                &["tcpdump", "-i", "eth0", "-U", "-w", &pcap, "udp port 6783"],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let p = in_container(
+            &lab,
+            1,
+            &["ping", "-c", "5", "-i", "0.2", "-p", MARK, "10.32.0.2"],
+        );
+        assert_eq!(p.code, 0, "{p:?}");
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = kill(Pid::from_raw(dump.id() as i32), Signal::SIGINT);
+        let _ = dump.wait();
+        let bytes = std::fs::read(&pcap).unwrap();
+        let mark: Vec<u8> = (0..MARK.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&MARK[i..i + 2], 16).unwrap())
+            .collect();
+        (
+            bytes.windows(mark.len()).any(|w| w == mark.as_slice()),
+            bytes.len(),
+        )
+    };
+    let (clear_seen, _) = seen(false);
+    assert!(
+        clear_seen,
+        "control: without a password the inner frames are visible"
+    );
+    let (enc_seen, len) = seen(true);
+    assert!(len > 1000, "the capture has the sleeve traffic");
+    assert!(
+        !enc_seen,
+        "with a password no plaintext inner frame crosses the underlay"
+    );
+
+    // A host with the wrong password never connects, so its container reaches nobody.
+    let lab = lab("e2edpw", 3, Topology::Full);
+    mesh_with_containers(&lab, &["--password", "s3cret"]);
+    lab.add_container(3, "cx").unwrap();
+    weft(&lab, 3, &["stop"]).ok();
+    weft(&lab, 3, &["launch", "--password", "wrong", "198.18.0.1"]).ok();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!ping_ok(&lab, 3, "10.32.0.1"));
+    assert!(ping_ok(&lab, 2, "10.32.0.1"));
+}
+
+#[test]
+fn kill_9_and_relaunch_resumes_traffic_without_touching_containers() {
+    let lab = lab("e2edpk", 2, Topology::Full);
+    mesh_with_containers(&lab, &[]);
+    wait_ping(&lab, 1, "10.32.0.2");
+    let mut ping = lab
+        .container_command(
+            1,
+            "c1",
+            &["ping", "-i", "0.1", "-W", "1", "-w", "30", "10.32.0.2"],
+        )
+        .unwrap()
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = router_pid(&lab, 1).unwrap();
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    weft(&lab, 1, &["launch", "198.18.0.2"]).ok();
+    let out = ping.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let seqs: Vec<u32> = text
+        .lines()
+        .filter_map(|l| l.split("icmp_seq=").nth(1))
+        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
+        .collect();
+    let last = *seqs.last().expect("replies");
+    assert!(last > 250, "ping runs to the end of its 30 s: {text}");
+    let gap = seqs.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(1);
+    eprintln!(
+        "longest gap after kill -9 and relaunch: {:.1} s",
+        f64::from(gap) * 0.1
+    );
+    assert!(gap < 150, "traffic resumed within 15 s (gap {gap} pings)");
+    let ps = weft(
+        &lab,
+        1,
+        &["ps", &format!("netns:{}-h1-c1", lab.spec.prefix)],
+    )
+    .ok();
+    assert!(
+        ps.contains("10.32.0.1/12"),
+        "the container kept its interface: {ps}"
+    );
+}
