@@ -109,7 +109,7 @@ pub enum RouterError {
     MeshAddrInUse { addr: SocketAddr },
     #[error("cannot listen on {addr} for the mesh: {source}")]
     MeshListen { addr: SocketAddr, source: io::Error },
-    #[error("cannot set up the weave bridge: {0}; if another kind of device is named 'weave', remove it (ip link del weave)")]
+    #[error("cannot set up the weave bridge and its capture device: {0}; is another weft router running in this network namespace? (a device of another kind named 'weave' must be removed: ip link del weave)")]
     Bridge(String),
     #[error("you must not specify an initial peer list in conjunction with --resume")]
     ResumeWithPeers,

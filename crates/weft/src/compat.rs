@@ -154,9 +154,8 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert!(r("attach 10.2.1.1/24 c1")
-            .unwrap()
-            .contains("not implemented"));
+        assert!(r("expose 10.2.1.1/24").unwrap().contains("not implemented"));
+        assert_eq!(r("attach 10.2.1.1/24 c1"), None);
         assert!(r("launch-router").unwrap().contains("removed"));
         assert!(r("launch --no-dns").unwrap().contains("--no-dns"));
         assert!(r("launch -ipalloc-range x")

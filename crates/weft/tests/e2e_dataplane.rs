@@ -269,7 +269,7 @@ fn kill_9_and_relaunch_resumes_traffic_without_touching_containers() {
     let lab = lab("e2edpk", 2, Topology::Full);
     mesh_with_containers(&lab, &[]);
     wait_ping(&lab, 1, "10.32.0.2");
-    let mut ping = lab
+    let ping = lab
         .container_command(
             1,
             "c1",
