@@ -23,6 +23,15 @@ pub const TAP: &str = "vethwe-tap";
 /// The MTU of the bridge and its ports (see the module docs).
 pub const BRIDGE_MTU: u32 = 65449;
 
+/// The MAC of an existing `weave` bridge: the name of the router that made it.
+pub fn existing_mac() -> Option<PeerName> {
+    let link = Handle::new().ok()?.link_by_name(BRIDGE).ok()??;
+    if link.kind != weft_kernel::LinkKind::Bridge {
+        return None;
+    }
+    link.mac.map(|m| PeerName::from_bytes(m.0))
+}
+
 /// Create the bridge or bring an existing one to the wanted state, and (re)create the TAP.
 pub fn ensure(name: PeerName) -> Result<Tap, weft_kernel::Error> {
     let mut h = Handle::new()?;

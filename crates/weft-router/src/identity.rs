@@ -1,8 +1,9 @@
 //! Choosing this router's peer name and nickname.
 //!
-//! The name, in order of precedence: `--name`; the name persisted in the data directory; a name
-//! derived from the machine's identity as Weave derives it (machine-id ‖ system UUID); a random
-//! name. Whatever is chosen is persisted, so the router keeps its identity across restarts.
+//! The name, in order of precedence: `--name`; the MAC of an existing `weave` bridge (which a
+//! router sets to its name, so the bridge carries the identity across restarts, as Weave's
+//! does); the name persisted in the data directory; a name derived from the machine's identity
+//! as Weave derives it (machine-id ‖ system UUID); a random name. Whatever is chosen is persisted, so the router keeps its identity across restarts.
 //! The nickname is `--nickname`, else the host name.
 
 use std::fs;
@@ -23,6 +24,7 @@ pub struct Identity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameSource {
     Flag,
+    Bridge,
     Persisted,
     SystemId,
     Random,
@@ -41,6 +43,8 @@ pub enum IdentityError {
 /// Identifiers of the machine, read by the caller (the edge) from the files Weave uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SystemIds {
+    /// The MAC of an existing `weave` bridge.
+    pub bridge_mac: Option<PeerName>,
     /// Contents of `/etc/machine-id` (or `/var/lib/dbus/machine-id`), trimmed.
     pub machine_id: Option<String>,
     /// Contents of `/sys/class/dmi/id/product_uuid` (or `/sys/hypervisor/uuid`), trimmed.
@@ -59,6 +63,7 @@ impl SystemIds {
             })
         };
         SystemIds {
+            bridge_mac: None,
             machine_id: first(&["/etc/machine-id", "/var/lib/dbus/machine-id"]),
             system_uuid: first(&["/sys/class/dmi/id/product_uuid", "/sys/hypervisor/uuid"]),
         }
@@ -111,6 +116,8 @@ pub fn resolve(
     };
     let (name, name_source) = if let Some(n) = flag_name {
         (n, NameSource::Flag)
+    } else if let Some(n) = system.bridge_mac {
+        (n, NameSource::Bridge)
     } else if let Some(n) = persisted {
         (n, NameSource::Persisted)
     } else if let Some(n) = system.derived_name() {
@@ -141,6 +148,7 @@ mod tests {
 
     fn ids(m: Option<&str>) -> SystemIds {
         SystemIds {
+            bridge_mac: None,
             machine_id: m.map(str::to_owned),
             system_uuid: None,
         }
@@ -169,6 +177,18 @@ mod tests {
         assert_eq!((c.name, c.nickname.as_str()), (n, "nick"));
         let e = resolve(None, None, d, &ids(None), host, rnd).unwrap();
         assert_eq!((e.name, e.name_source), (n, NameSource::Persisted));
+    }
+
+    #[test]
+    fn an_existing_bridge_keeps_the_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b: PeerName = "::42".parse().unwrap();
+        let sys = SystemIds {
+            bridge_mac: Some(b),
+            ..ids(Some("abc"))
+        };
+        let a = resolve(None, None, tmp.path(), &sys, host, || [0; 6]).unwrap();
+        assert_eq!((a.name, a.name_source), (b, NameSource::Bridge));
     }
 
     #[test]

@@ -138,7 +138,10 @@ pub async fn run(
         config.name,
         config.nickname.clone(),
         &config.dirs.data,
-        &SystemIds::read(),
+        &SystemIds {
+            bridge_mac: bridge::existing_mac(),
+            ..SystemIds::read()
+        },
         hostname,
         rand::random,
     )?;

@@ -272,14 +272,14 @@ pub fn ps(specs: &[String]) -> Outcome {
         // As Weave: no bridge, nothing to show.
         return Ok(());
     };
-    // (index, peer index) of the bridge's ports. Interface indexes are per namespace, so a
-    // container interface counts only if the two ends name each other.
-    let on_bridge: Vec<(u32, Option<u32>)> = host
+    // Interface indexes are per namespace and repeat across them, so a container is matched
+    // by name: attach names its host end after the container namespace's inode.
+    let ports: Vec<String> = host
         .links()
         .map_err(|e| kernel("listing links", e))?
         .into_iter()
         .filter(|l| l.master == Some(bridge.index))
-        .map(|l| (l.index, l.peer_index))
+        .map(|l| l.name)
         .collect();
     let specs: Vec<String> = if specs.is_empty() {
         let mut all = vec!["weave:expose".to_owned()];
@@ -304,20 +304,15 @@ pub fn ps(specs: &[String]) -> Outcome {
         let Ok(c) = resolve(spec) else {
             continue; // as Weave: containers that are gone are skipped
         };
+        if !ports.contains(&host_if_name(&c)) {
+            continue;
+        }
         let Ok(mut inside) = c.netns.handle() else {
             continue;
         };
-        let Ok(links) = inside.links() else {
-            continue;
-        };
-        for l in links {
-            let paired = l
-                .peer_index
-                .is_some_and(|p| on_bridge.contains(&(p, Some(l.index))));
-            if paired {
-                let addrs = ipv4_cidrs(&mut inside, l.index)?;
-                print_line(spec, l.mac.map(|m| m.to_string()), &addrs);
-            }
+        if let Ok(Some(l)) = inside.link_by_name(CONTAINER_IF) {
+            let addrs = ipv4_cidrs(&mut inside, l.index)?;
+            print_line(spec, l.mac.map(|m| m.to_string()), &addrs);
         }
     }
     Ok(())

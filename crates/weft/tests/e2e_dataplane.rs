@@ -113,6 +113,12 @@ fn two_hosts_ping_and_a_100mb_transfer() {
     mesh_with_containers(&lab, &[]);
     wait_ping(&lab, 1, "10.32.0.2");
     wait_ping(&lab, 2, "10.32.0.1");
+    // Each host lists its own containers only.
+    let ps = weft(&lab, 1, &["ps"]).ok();
+    assert!(
+        ps.contains("e2edp-h1-c1") && !ps.contains("e2edp-h2-c2"),
+        "{ps}"
+    );
     let mut sink = spawn_in_container(&lab, 2, &["python3", "-c", SINK, "10.32.0.2"]);
     let mut out = ready(&mut sink);
     let t0 = Instant::now();
