@@ -192,6 +192,10 @@ pub async fn bind(settings: &MeshSettings) -> io::Result<(TcpListener, UdpSocket
 const MAX_MACS: usize = 65_536;
 /// How often learned MACs are swept for expiry (Weave: every minute).
 const MAC_SWEEP: Duration = Duration::from_secs(60);
+/// How often connection attributes are copied into the status.
+const ATTRS_REFRESH: Duration = Duration::from_secs(1);
+/// Inputs or datagrams handled per wake-up before timers and bookkeeping run.
+const BATCH: usize = 63;
 
 /// Start the mesh: the listener and the actor, with the TAP as the data plane's capture
 /// device. Returns the API handle.
@@ -248,7 +252,9 @@ pub fn start(
         tap,
         actions: Vec::new(),
         next_sweep: now + MAC_SWEEP,
+        next_attrs: now + ATTRS_REFRESH,
         stats: DataStats::default(),
+        out_buf: Vec::with_capacity(65536),
     };
     tokio::spawn(actor.run(rx));
     Ok(MeshHandle { tx })
@@ -312,7 +318,10 @@ struct Actor {
     tap: std::fs::File,
     actions: Vec<Action>,
     next_sweep: Instant,
+    next_attrs: Instant,
     stats: DataStats,
+    /// Reused for every datagram the data plane sends.
+    out_buf: Vec<u8>,
 }
 
 impl Actor {
@@ -337,13 +346,30 @@ impl Actor {
                 .chain(self.mesh.poll_timeout())
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+            // Under load, handle a bounded batch of whatever is ready before the bookkeeping.
             tokio::select! {
                 input = rx.recv() => match input {
-                    Some(input) => self.handle(input).await,
+                    Some(input) => {
+                        self.handle(input).await;
+                        for _ in 0..BATCH {
+                            match rx.try_recv() {
+                                Ok(input) => self.handle(input).await,
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => return,
                 },
                 r = self.udp.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => self.handle_datagram(from, &mut buf[..n]).await,
+                    Ok((n, from)) => {
+                        self.handle_datagram(from, &mut buf[..n]).await;
+                        for _ in 0..BATCH {
+                            match self.udp.try_recv_from(&mut buf) {
+                                Ok((n, from)) => self.handle_datagram(from, &mut buf[..n]).await,
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     Err(e) => debug!("sleeve socket: {e}"),
                 },
                 _ = sleep_until(tokio::time::Instant::from_std(wake)) => {}
@@ -360,6 +386,24 @@ impl Actor {
             if now >= self.next_sweep {
                 self.next_sweep = now + MAC_SWEEP;
                 self.switch.sweep(now);
+            }
+            if now >= self.next_attrs {
+                self.next_attrs = now + ATTRS_REFRESH;
+                self.refresh_attrs();
+            }
+        }
+    }
+
+    /// Copy the links' attributes (e.g. the verified MTU) into the mesh's status.
+    fn refresh_attrs(&mut self) {
+        for (conn, link) in &self.links {
+            if link.is_established() {
+                let attrs = link
+                    .attrs()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect();
+                self.mesh.set_connection_attrs(*conn, attrs);
             }
         }
     }
@@ -421,7 +465,7 @@ impl Actor {
             self.stats.dropped += 1;
             return;
         };
-        let mut out = Vec::with_capacity(frame.len() + 64);
+        let mut out = std::mem::take(&mut self.out_buf);
         let frames = [OutFrame {
             src,
             dst,
@@ -430,13 +474,20 @@ impl Actor {
         match link.encode_frames(false, &frames, &mut out) {
             Ok(p) if p.packed > 0 => {
                 self.stats.sent_frames += 1;
-                if let Err(e) = self.udp.send_to(&out, to).await {
+                let sent = match self.udp.try_send_to(&out, to) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.udp.send_to(&out, to).await
+                    }
+                    r => r,
+                };
+                if let Err(e) = sent {
                     self.stats.dropped += 1;
                     debug!("sleeve send to {to}: {e}");
                 }
             }
             Ok(_) | Err(_) => self.stats.dropped += 1,
         }
+        self.out_buf = out;
     }
 
     async fn handle(&mut self, input: Input) {
@@ -841,16 +892,6 @@ impl Actor {
                             self.close(now, conn, why);
                         }
                     }
-                }
-            }
-            for (conn, link) in &self.links {
-                if link.is_established() {
-                    let attrs = link
-                        .attrs()
-                        .into_iter()
-                        .map(|(k, v)| (k.to_owned(), v))
-                        .collect();
-                    self.mesh.set_connection_attrs(*conn, attrs);
                 }
             }
             while let Some(out) = self.mesh.poll_output() {
