@@ -185,8 +185,20 @@ pub async fn bind(settings: &MeshSettings) -> io::Result<(TcpListener, UdpSocket
     let addr = SocketAddr::new(settings.host, settings.port);
     let tcp = TcpListener::bind(addr).await?;
     let udp = UdpSocket::bind(addr).await?;
+    // Sleeve datagrams are up to 64 KiB: with the default buffers a burst overflows them and
+    // the inner TCP sees losses. Weave's capture buffer is 8 MB; use that for the socket.
+    use nix::sys::socket::{setsockopt, sockopt};
+    if let Err(e) = setsockopt(&udp, sockopt::RcvBufForce, &SOCKET_BUFFER) {
+        warn!("cannot enlarge the sleeve socket's receive buffer: {e}");
+    }
+    if let Err(e) = setsockopt(&udp, sockopt::SndBufForce, &SOCKET_BUFFER) {
+        warn!("cannot enlarge the sleeve socket's send buffer: {e}");
+    }
     Ok((tcp, udp))
 }
+
+/// Receive and send buffer of the sleeve socket.
+const SOCKET_BUFFER: usize = 8 << 20;
 
 /// Most MACs the switch learns (Weave's cache is unbounded).
 const MAX_MACS: usize = 65_536;
