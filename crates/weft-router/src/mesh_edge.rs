@@ -273,13 +273,24 @@ pub fn start(
 }
 
 /// Data-plane counters.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct DataStats {
     pub captured: u64,
     pub injected: u64,
     pub sent_frames: u64,
     pub received_frames: u64,
     pub dropped: u64,
+    /// Per connected peer: frames and bytes sent to it and received from it over the sleeve.
+    pub per_peer: BTreeMap<PeerName, PeerTraffic>,
+}
+
+/// Sleeve traffic with one peer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeerTraffic {
+    pub sent_frames: u64,
+    pub sent_bytes: u64,
+    pub received_frames: u64,
+    pub received_bytes: u64,
 }
 
 /// Accept connections, at most 20 at once and then one per 50 ms, as Weave does.
@@ -486,6 +497,9 @@ impl Actor {
         match link.encode_frames(false, &frames, &mut out) {
             Ok(p) if p.packed > 0 => {
                 self.stats.sent_frames += 1;
+                let t = self.stats.per_peer.entry(next_hop).or_default();
+                t.sent_frames += 1;
+                t.sent_bytes += frame.len() as u64;
                 let sent = match self.udp.try_send_to(&out, to) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         self.udp.send_to(&out, to).await
@@ -818,6 +832,9 @@ impl Actor {
         }
         for (src, dst, frame) in frames {
             self.stats.received_frames += 1;
+            let t = self.stats.per_peer.entry(sender).or_default();
+            t.received_frames += 1;
+            t.received_bytes += frame.len() as u64;
             let (peers, routes) = self.mesh.route_view();
             let view = MeshRoutes { peers, routes };
             let mut actions = std::mem::take(&mut self.actions);
@@ -842,7 +859,7 @@ impl Actor {
                         .collect(),
                     taken: (now, SystemTime::now()),
                     sleeve_drops: self.sleeve_drops,
-                    data: self.stats,
+                    data: self.stats.clone(),
                 };
                 let _ = reply.send(snap);
             }
