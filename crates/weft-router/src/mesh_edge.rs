@@ -267,6 +267,7 @@ pub fn start(
         next_attrs: now + ATTRS_REFRESH,
         stats: DataStats::default(),
         out_buf: Vec::with_capacity(65536),
+        pending_sends: BTreeMap::new(),
     };
     tokio::spawn(actor.run(rx));
     Ok(MeshHandle { tx })
@@ -345,6 +346,8 @@ struct Actor {
     stats: DataStats,
     /// Reused for every datagram the data plane sends.
     out_buf: Vec<u8>,
+    /// Frames waiting to be packed into datagrams, per next hop.
+    pending_sends: BTreeMap<PeerName, Vec<(PeerName, PeerName, Vec<u8>)>>,
 }
 
 impl Actor {
@@ -397,6 +400,7 @@ impl Actor {
                 },
                 _ = sleep_until(tokio::time::Instant::from_std(wake)) => {}
             }
+            self.flush_sends().await;
             let now = Instant::now();
             for link in self.links.values_mut() {
                 if link.poll_timeout().is_some_and(|t| t <= now) {
@@ -453,7 +457,7 @@ impl Actor {
                     src_peer,
                     dst_peer,
                     ..
-                } => self.send_frame(next_hop, src_peer, dst_peer, frame).await,
+                } => self.send_frame(next_hop, src_peer, dst_peer, frame),
                 Action::Drop(reason) => {
                     self.stats.dropped += 1;
                     debug!("frame dropped: {reason}");
@@ -475,43 +479,69 @@ impl Actor {
         }
     }
 
-    async fn send_frame(&mut self, next_hop: PeerName, src: PeerName, dst: PeerName, frame: &[u8]) {
-        let Some(link) = self
-            .link_by_name
-            .get(&next_hop)
-            .and_then(|c| self.links.get_mut(c))
-        else {
-            self.stats.dropped += 1;
-            return;
-        };
-        let Some(to) = link.remote_addr() else {
-            self.stats.dropped += 1;
-            return;
-        };
+    /// Queue a frame for `next_hop`; [`Actor::flush_sends`] packs the queue into datagrams.
+    fn send_frame(&mut self, next_hop: PeerName, src: PeerName, dst: PeerName, frame: &[u8]) {
+        self.pending_sends
+            .entry(next_hop)
+            .or_default()
+            .push((src, dst, frame.to_vec()));
+    }
+
+    /// Send the queued frames: per next hop, as many frames per datagram as fit (at most 100,
+    /// as Weave packs them), each datagram sealed by that link.
+    async fn flush_sends(&mut self) {
+        let pending = std::mem::take(&mut self.pending_sends);
         let mut out = std::mem::take(&mut self.out_buf);
-        let frames = [OutFrame {
-            src,
-            dst,
-            data: frame,
-        }];
-        match link.encode_frames(false, &frames, &mut out) {
-            Ok(p) if p.packed > 0 => {
-                self.stats.sent_frames += 1;
-                let t = self.stats.per_peer.entry(next_hop).or_default();
-                t.sent_frames += 1;
-                t.sent_bytes += frame.len() as u64;
-                let sent = match self.udp.try_send_to(&out, to) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.udp.send_to(&out, to).await
+        for (next_hop, frames) in pending {
+            let Some(link) = self
+                .link_by_name
+                .get(&next_hop)
+                .and_then(|c| self.links.get_mut(c))
+            else {
+                self.stats.dropped += frames.len() as u64;
+                continue;
+            };
+            let Some(to) = link.remote_addr() else {
+                self.stats.dropped += frames.len() as u64;
+                continue;
+            };
+            let out_frames: Vec<OutFrame<'_>> = frames
+                .iter()
+                .map(|(src, dst, data)| OutFrame {
+                    src: *src,
+                    dst: *dst,
+                    data,
+                })
+                .collect();
+            let mut rest = &out_frames[..];
+            while !rest.is_empty() {
+                let packed = match link.encode_frames(false, rest, &mut out) {
+                    Ok(p) if p.consumed > 0 => p,
+                    Ok(_) | Err(_) => {
+                        self.stats.dropped += rest.len() as u64;
+                        break;
                     }
-                    r => r,
                 };
-                if let Err(e) = sent {
-                    self.stats.dropped += 1;
-                    debug!("sleeve send to {to}: {e}");
+                self.stats.dropped += packed.dropped as u64;
+                if packed.packed > 0 {
+                    let bytes: usize = rest[..packed.consumed].iter().map(|f| f.data.len()).sum();
+                    self.stats.sent_frames += packed.packed as u64;
+                    let t = self.stats.per_peer.entry(next_hop).or_default();
+                    t.sent_frames += packed.packed as u64;
+                    t.sent_bytes += bytes as u64;
+                    let sent = match self.udp.try_send_to(&out, to) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.udp.send_to(&out, to).await
+                        }
+                        r => r,
+                    };
+                    if let Err(e) = sent {
+                        self.stats.dropped += packed.packed as u64;
+                        debug!("sleeve send to {to}: {e}");
+                    }
                 }
+                rest = &rest[packed.consumed..];
             }
-            Ok(_) | Err(_) => self.stats.dropped += 1,
         }
         self.out_buf = out;
     }
