@@ -20,77 +20,22 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::PathBuf;
 
 use weft_crypto::{
     EphemeralKeyPair, SessionKey, Side, SleeveDecryptor, SleeveHeader, SleeveStream, TcpOpener,
     SLEEVE_OVERHEAD,
 };
 
+use weft_pcap::conformance::{self, KeylogEntry};
+
 const CAPTURE: &str = "bk-2peer-encrypted-keylog";
 
-fn conformance_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance"
-    ));
-    assert!(
-        dir.is_dir(),
-        "shared conformance data not found at {}: this test needs shared/ beside the repo",
-        dir.display()
-    );
-    dir
-}
-
 fn read(name: &str) -> Vec<u8> {
-    let path = conformance_dir().join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-fn hex32(s: &str) -> [u8; 32] {
-    hex::decode(s).unwrap().try_into().unwrap()
-}
-
-// ---------------------------------------------------------------- keylog
-
-#[derive(Debug)]
-struct KeylogEntry {
-    local: SocketAddrV4,
-    outbound: bool,
-    local_priv: [u8; 32],
-    local_pub: [u8; 32],
-    remote_pub: [u8; 32],
-    password: String,
-    session_key: [u8; 32],
+    conformance::read(name)
 }
 
 fn keylog() -> Vec<KeylogEntry> {
-    let text = String::from_utf8(read(&format!("{CAPTURE}.keylog"))).unwrap();
-    let entries: Vec<KeylogEntry> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let fields: HashMap<&str, &str> = line
-                .split_whitespace()
-                .filter_map(|kv| kv.split_once('='))
-                .collect();
-            KeylogEntry {
-                local: fields["local"].parse().unwrap(),
-                outbound: fields["outbound"] == "true",
-                local_priv: hex32(fields["local_priv"]),
-                local_pub: hex32(fields["local_pub"]),
-                remote_pub: hex32(fields["remote_pub"]),
-                password: fields["password"].trim_matches('"').to_string(),
-                session_key: hex32(fields["session_key"]),
-            }
-        })
-        .collect();
-    assert_eq!(
-        entries.len(),
-        2,
-        "expected one keylog line per connection end"
-    );
-    entries
+    conformance::keylog(CAPTURE)
 }
 
 // ---------------------------------------------------------------- pcap

@@ -446,5 +446,7 @@ impl Capture {
     }
 }
 
+pub mod conformance;
+
 #[cfg(test)]
 mod tests;

@@ -26,7 +26,6 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use weft_crypto::{SessionKey, Side, SleeveDecryptor, SleeveHeader, SleeveStream, SLEEVE_OVERHEAD};
@@ -41,33 +40,7 @@ use weft_sleeve::{HeartbeatLink, LinkConfig, LinkEvent};
 
 const SLEEVE_PORT: u16 = 6783;
 
-fn conformance_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance/"
-    ));
-    assert!(
-        dir.is_dir(),
-        "shared conformance data not found at {}: this test needs shared/ beside the repo \
-         (CI provides it)",
-        dir.display()
-    );
-    dir
-}
-
-fn read_text(name: &str) -> String {
-    let path = conformance_dir().join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-fn hex32(s: &str) -> [u8; 32] {
-    assert_eq!(s.len(), 64, "bad hex key {s}");
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
-    }
-    out
-}
+use weft_pcap::conformance::{self, read_text};
 
 // ---------------------------------------------------------------- the Python decode
 
@@ -393,34 +366,6 @@ impl Totals {
     }
 }
 
-/// One keylog line: the local address and whether that end dialled.
-struct KeyEnd {
-    local: SocketAddrV4,
-    outbound: bool,
-    session_key: [u8; 32],
-}
-
-fn keylog(capture: &str) -> Vec<KeyEnd> {
-    let text = read_text(&format!("{capture}.keylog"));
-    let ends: Vec<KeyEnd> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let fields: HashMap<&str, &str> = line
-                .split_whitespace()
-                .filter_map(|kv| kv.split_once('='))
-                .collect();
-            KeyEnd {
-                local: fields["local"].parse().unwrap(),
-                outbound: fields["outbound"] == "true",
-                session_key: hex32(fields["session_key"]),
-            }
-        })
-        .collect();
-    assert_eq!(ends.len(), 2, "expected one keylog line per connection end");
-    ends
-}
-
 /// The receiving peer of one direction.
 struct Receiver {
     link: HeartbeatLink,
@@ -438,13 +383,13 @@ fn name_of(s: &str) -> PeerName {
 }
 
 fn replay(capture: &str, encrypted: bool) -> (Totals, Decoded) {
-    let dir = conformance_dir();
+    let dir = conformance::dir();
     let pcap = Capture::open(dir.join(format!("{capture}.pcap")))
         .unwrap_or_else(|e| panic!("cannot read {capture}.pcap: {e}"));
     let decoded = parse_decoded(&read_text(&format!("{capture}.decoded.txt")));
     let conn_uid = decoded.conn_uid();
     let keys = if encrypted {
-        keylog(capture)
+        conformance::keylog(capture)
     } else {
         Vec::new()
     };

@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddrV4;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use weft_crypto::{EphemeralKeyPair, SessionKey, Side, TcpOpener, TAG_LEN};
@@ -24,31 +23,7 @@ use weft_wire::{
     UnicastEnvelope,
 };
 
-fn conformance_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance"
-    ));
-    assert!(
-        dir.is_dir(),
-        "shared conformance data not found at {}: this test needs shared/ beside the repo \
-         (CI provides it)",
-        dir.display()
-    );
-    dir
-}
-
-fn read_text(name: &str) -> String {
-    let path = conformance_dir().join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
+use weft_pcap::conformance::{self, hex, keylog, read_text};
 
 // ------------------------------------------------------- decoded.txt model
 
@@ -189,32 +164,6 @@ fn parse_decoded(text: &str) -> Expected {
 
 // ------------------------------------------------------------------ keylog
 
-struct KeyEntry {
-    local: SocketAddrV4,
-    local_priv: [u8; 32],
-    password: String,
-    session_key: [u8; 32],
-}
-
-fn keylog(name: &str) -> Vec<KeyEntry> {
-    read_text(name)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let f: HashMap<&str, &str> = line
-                .split_whitespace()
-                .filter_map(|kv| kv.split_once('='))
-                .collect();
-            KeyEntry {
-                local: f["local"].parse().unwrap(),
-                local_priv: hex(f["local_priv"]).try_into().unwrap(),
-                password: f["password"].trim_matches('"').to_string(),
-                session_key: hex(f["session_key"]).try_into().unwrap(),
-            }
-        })
-        .collect()
-}
-
 // ------------------------------------------------- independent raw splitter
 
 /// Splits one direction's stream into message plaintexts (the features
@@ -292,7 +241,7 @@ struct Totals {
 }
 
 fn check_capture(base: &str, keylog_name: Option<&str>) -> Totals {
-    let cap = Capture::open(conformance_dir().join(format!("{base}.pcap"))).unwrap();
+    let cap = Capture::open(conformance::dir().join(format!("{base}.pcap"))).unwrap();
     let streams = cap.tcp_streams().unwrap();
     assert_eq!(streams.len(), 1, "{base}: one mesh TCP connection");
     let s = &streams[0];
@@ -486,7 +435,7 @@ fn capture_bk_2peer_encrypted_with_keylog() {
     assert_eq!(
         check_capture(
             "bk-2peer-encrypted-keylog",
-            Some("bk-2peer-encrypted-keylog.keylog")
+            Some("bk-2peer-encrypted-keylog")
         ),
         totals(10, 2, 6, &[("IPallocation", 4), ("topology", 6)])
     );
@@ -511,9 +460,9 @@ fn capture_c_3peer_line_h2_h3() {
 /// The wrong password on the receiving side: the features fail to decrypt.
 #[test]
 fn capture_bk_with_wrong_password() {
-    let cap = Capture::open(conformance_dir().join("bk-2peer-encrypted-keylog.pcap")).unwrap();
+    let cap = Capture::open(conformance::dir().join("bk-2peer-encrypted-keylog.pcap")).unwrap();
     let s = &cap.tcp_streams().unwrap()[0];
-    let entry = keylog("bk-2peer-encrypted-keylog.keylog")
+    let entry = keylog("bk-2peer-encrypted-keylog")
         .into_iter()
         .find(|e| e.local == s.server)
         .unwrap();
