@@ -296,12 +296,20 @@ pub struct PeerTraffic {
 
 /// Accept connections, at most 20 at once and then one per 50 ms, as Weave does.
 async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<Input>) {
-    let mut tokens = 20u32;
-    let mut refill = tokio::time::interval(Duration::from_millis(50));
+    const BURST: u32 = 20;
+    const EVERY: Duration = Duration::from_millis(50);
+    let mut tokens = BURST;
+    let mut refilled = Instant::now();
     loop {
+        // One token per 50 ms since the last refill, up to the burst.
+        let earned = (refilled.elapsed().as_millis() / EVERY.as_millis()) as u32;
+        if earned > 0 {
+            tokens = (tokens + earned).min(BURST);
+            refilled += EVERY * earned;
+        }
         if tokens == 0 {
-            refill.tick().await;
-            tokens = 1;
+            tokio::time::sleep_until(tokio::time::Instant::from_std(refilled + EVERY)).await;
+            continue;
         }
         match listener.accept().await {
             Ok((stream, addr)) => {
@@ -313,15 +321,6 @@ async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<Input>) {
             Err(e) => {
                 warn!("accepting a mesh connection: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        if tokens < 20 && refill.period() <= Duration::from_millis(50) {
-            // Top up by elapsed ticks without blocking.
-            while tokens < 20 {
-                match tokio::time::timeout(Duration::ZERO, refill.tick()).await {
-                    Ok(_) => tokens += 1,
-                    Err(_) => break,
-                }
             }
         }
     }
