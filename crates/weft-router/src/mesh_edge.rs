@@ -435,28 +435,50 @@ impl Actor {
     }
 
     /// A frame from the local bridge: where does it go?
-    async fn handle_captured(&mut self, frame: &[u8]) {
+    async fn handle_captured(&mut self, frame: Vec<u8>) {
         let now = Instant::now();
         self.stats.captured += 1;
         let (peers, routes) = self.mesh.route_view();
         let view = MeshRoutes { peers, routes };
         let mut actions = std::mem::take(&mut self.actions);
-        self.switch.handle_captured(now, &view, frame, &mut actions);
-        self.carry_out(&actions, frame).await;
+        self.switch
+            .handle_captured(now, &view, &frame, &mut actions);
+        self.carry_out(&actions, frame);
         self.actions = actions;
     }
 
-    /// Do what the switch decided for `frame`.
-    async fn carry_out(&mut self, actions: &[Action], frame: &[u8]) {
+    /// Do what the switch decided for `frame`. The frame moves into the last send that needs
+    /// it; only floods copy it.
+    fn carry_out(&mut self, actions: &[Action], frame: Vec<u8>) {
+        let sends = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Send { .. }))
+            .count();
+        // Injections first: the frame may move into a send afterwards.
+        if actions.iter().any(|a| matches!(a, Action::Inject)) {
+            self.inject(&frame);
+        }
+        let mut frame = Some(frame);
+        let mut seen = 0;
         for action in actions {
             match *action {
-                Action::Inject => self.inject(frame),
+                Action::Inject => {}
                 Action::Send {
                     next_hop,
                     src_peer,
                     dst_peer,
                     ..
-                } => self.send_frame(next_hop, src_peer, dst_peer, frame),
+                } => {
+                    seen += 1;
+                    let data = if seen == sends {
+                        frame.take()
+                    } else {
+                        frame.clone()
+                    };
+                    if let Some(data) = data {
+                        self.send_frame(next_hop, src_peer, dst_peer, data);
+                    }
+                }
                 Action::Drop(reason) => {
                     self.stats.dropped += 1;
                     debug!("frame dropped: {reason}");
@@ -479,11 +501,11 @@ impl Actor {
     }
 
     /// Queue a frame for `next_hop`; [`Actor::flush_sends`] packs the queue into datagrams.
-    fn send_frame(&mut self, next_hop: PeerName, src: PeerName, dst: PeerName, frame: &[u8]) {
+    fn send_frame(&mut self, next_hop: PeerName, src: PeerName, dst: PeerName, frame: Vec<u8>) {
         self.pending_sends
             .entry(next_hop)
             .or_default()
-            .push((src, dst, frame.to_vec()));
+            .push((src, dst, frame));
     }
 
     /// Send the queued frames: per next hop, as many frames per datagram as fit (at most 100,
@@ -548,7 +570,7 @@ impl Actor {
     async fn handle(&mut self, input: Input) {
         let now = Instant::now();
         match input {
-            Input::Captured(frame) => self.handle_captured(&frame).await,
+            Input::Captured(frame) => self.handle_captured(frame).await,
             Input::Accepted(stream, addr) => {
                 debug!("accepted mesh connection from {addr}");
                 self.spawn_conn(stream, addr, false, None, false);
@@ -869,7 +891,7 @@ impl Actor {
             let mut actions = std::mem::take(&mut self.actions);
             self.switch
                 .handle_overlay(now, &view, src, dst, &frame, &mut actions);
-            self.carry_out(&actions, &frame).await;
+            self.carry_out(&actions, frame);
             self.actions = actions;
         }
     }
