@@ -199,6 +199,22 @@ fn run(args: &Args, fanout: Fanout) -> Vec<Phase> {
     phases
 }
 
+/// The columns every phase row has, for weft and for the baseline alike.
+fn phase_columns(p: &Phase) -> String {
+    format!(
+        "{:<10} {:>9} {:>10.1} {:>9} {:>11} {:>11} {:>10} {:>7.1}s",
+        p.name,
+        p.converged_s
+            .map_or("NO".to_string(), |s| format!("{s:.3} s")),
+        p.msgs_per_peer_mean,
+        p.msgs_per_peer_max,
+        fmt_bytes(p.bytes_per_peer_mean),
+        fmt_bytes(p.bytes_per_peer_max as f64),
+        fmt_bytes(p.heap_per_peer),
+        p.wall_s,
+    )
+}
+
 fn fmt_bytes(b: f64) -> String {
     if b >= 1e9 {
         format!("{:.2} GB", b / 1e9)
@@ -277,16 +293,8 @@ fn main() {
         };
         let _ = writeln!(
             table,
-            "{:<10} {:>9} {:>10.1} {:>9} {:>11} {:>11} {:>10} {:>7.1}s {:>12} {:>12}",
-            p.name,
-            p.converged_s
-                .map_or("NO".to_string(), |s| format!("{s:.3} s")),
-            p.msgs_per_peer_mean,
-            p.msgs_per_peer_max,
-            fmt_bytes(p.bytes_per_peer_mean),
-            fmt_bytes(p.bytes_per_peer_max as f64),
-            fmt_bytes(p.heap_per_peer),
-            p.wall_s,
+            "{} {:>12} {:>12}",
+            phase_columns(p),
             ratio(p.msgs_per_peer_mean, f.map(|f| f.msgs_per_peer_mean)),
             ratio(p.bytes_per_peer_mean, f.map(|f| f.bytes_per_peer_mean)),
         );
@@ -297,19 +305,7 @@ fn main() {
             "baseline: flooding (Fanout::All, every neighbour but the sender)"
         );
         for p in flood {
-            let _ = writeln!(
-                table,
-                "{:<10} {:>9} {:>10.1} {:>9} {:>11} {:>11} {:>10} {:>7.1}s",
-                p.name,
-                p.converged_s
-                    .map_or("NO".to_string(), |s| format!("{s:.3} s")),
-                p.msgs_per_peer_mean,
-                p.msgs_per_peer_max,
-                fmt_bytes(p.bytes_per_peer_mean),
-                fmt_bytes(p.bytes_per_peer_max as f64),
-                fmt_bytes(p.heap_per_peer),
-                p.wall_s,
-            );
+            let _ = writeln!(table, "{}", phase_columns(p));
         }
     }
     let _ = writeln!(

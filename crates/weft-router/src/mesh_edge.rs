@@ -934,7 +934,13 @@ impl Actor {
         // Link events may feed the mesh, and mesh outputs may close links: loop until quiet.
         loop {
             let mut busy = false;
-            let conns: Vec<ConnId> = self.links.keys().copied().collect();
+            // Only links with something queued (usually none, so nothing is allocated).
+            let conns: Vec<ConnId> = self
+                .links
+                .iter()
+                .filter(|(_, l)| l.has_pending())
+                .map(|(c, _)| *c)
+                .collect();
             for conn in conns {
                 let mut events = Vec::new();
                 let mut sends = Vec::new();

@@ -541,6 +541,11 @@ impl HeartbeatLink {
         Some(t)
     }
 
+    /// Whether datagrams or events are waiting to be polled.
+    pub fn has_pending(&self) -> bool {
+        !self.transmit.is_empty() || !self.events.is_empty()
+    }
+
     /// The next datagram to send, without saying which path: kept for callers with one
     /// socket. Prefer [`poll_transmit_df`](Self::poll_transmit_df).
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {

@@ -210,9 +210,7 @@ pub fn router_config(
         nickname: args.nickname.clone(),
         mesh: weft_router::MeshOptions {
             port: args.port,
-            host: args
-                .host
-                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            host: args.host.unwrap_or(weft_router::mesh_edge::ALL_ADDRESSES),
             password,
             peers: args.peers.clone(),
             resume: args.resume,
