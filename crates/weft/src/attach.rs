@@ -91,7 +91,9 @@ pub fn resolve(spec: &str) -> Result<Container, Failure> {
 
 /// The pid of a running Docker container, from the Docker API over its unix socket.
 fn docker_pid(id: &str) -> Result<u32, Failure> {
-    if id.is_empty()
+    // Docker's own rule for names, which ids also satisfy: [a-zA-Z0-9][a-zA-Z0-9_.-]*. It
+    // keeps the name a single path segment of the request (".." would be resolved away).
+    if !id.starts_with(|c: char| c.is_ascii_alphanumeric())
         || !id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
@@ -110,7 +112,12 @@ fn docker_pid(id: &str) -> Result<u32, Failure> {
             )))
         }
     };
-    let mut s = UnixStream::connect(&socket).map_err(|e| {
+    inspect_pid(&socket, id)
+}
+
+/// Ask the Docker API at `socket` for container `id` and return its pid if it runs.
+fn inspect_pid(socket: &str, id: &str) -> Result<u32, Failure> {
+    let mut s = UnixStream::connect(socket).map_err(|e| {
         fail(format!(
             "cannot reach Docker at {socket} ({e}) to find container {id}; name it netns:NAME or pid:PID instead"
         ))
@@ -126,8 +133,20 @@ fn docker_pid(id: &str) -> Result<u32, Failure> {
         .read_to_string(&mut resp)
         .map_err(|e| fail(format!("Docker at {socket}: {e}")))?;
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    if head.split_whitespace().nth(1) == Some("404") {
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    if status == "404" {
         return Err(fail(format!("Error: No such container: {id}")));
+    }
+    if status != "200" {
+        // Docker explains its errors in {"message": ...}, e.g. an id prefix that matches
+        // several containers; without this they would read as "not running".
+        let message = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| head.lines().next().unwrap_or_default().to_owned());
+        return Err(fail(format!(
+            "Docker at {socket} could not look up container {id}: {message}"
+        )));
     }
     let v: serde_json::Value = serde_json::from_str(body)
         .map_err(|e| fail(format!("Docker's answer about {id} is not JSON: {e}")))?;
@@ -334,4 +353,85 @@ fn print_line(label: &str, mac: Option<String>, addrs: &[String]) {
         line.push_str(a);
     }
     println!("{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+    use std::os::unix::net::UnixListener;
+
+    /// Serve one request on a fresh socket with `response`; return what `inspect_pid` made of
+    /// it and the request line the fake Docker received.
+    fn against_fake_docker(id: &str, response: &'static str) -> (Result<u32, String>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(conn);
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                line.clear();
+            }
+            reader.get_mut().write_all(response.as_bytes()).unwrap();
+            request_line
+        });
+        let got = inspect_pid(path.to_str().unwrap(), id).map_err(|f| f.message);
+        (got, server.join().unwrap())
+    }
+
+    #[test]
+    fn running_container_gives_its_pid() {
+        let (got, request) = against_fake_docker(
+            "web",
+            "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"State\":{\"Running\":true,\"Pid\":4242}}",
+        );
+        assert_eq!(got, Ok(4242));
+        assert_eq!(request, "GET /containers/web/json HTTP/1.0\r\n");
+    }
+
+    #[test]
+    fn docker_errors_are_reported_as_docker_gives_them() {
+        let (got, _) = against_fake_docker(
+            "nope",
+            "HTTP/1.0 404 Not Found\r\n\r\n{\"message\":\"No such container: nope\"}\n",
+        );
+        assert_eq!(got, Err("Error: No such container: nope".to_owned()));
+        let (got, _) = against_fake_docker(
+            "e",
+            "HTTP/1.0 500 Internal Server Error\r\n\r\n{\"message\":\"Multiple IDs found with provided prefix: e\"}\n",
+        );
+        let msg = got.unwrap_err();
+        assert!(
+            msg.ends_with(
+                "could not look up container e: Multiple IDs found with provided prefix: e"
+            ),
+            "{msg}"
+        );
+        let (got, _) = against_fake_docker(
+            "x",
+            "HTTP/1.0 301 Moved Permanently\r\nLocation: /json\r\n\r\n",
+        );
+        let msg = got.unwrap_err();
+        assert!(
+            msg.ends_with("container x: HTTP/1.0 301 Moved Permanently"),
+            "{msg}"
+        );
+        let (got, _) = against_fake_docker(
+            "idle",
+            "HTTP/1.0 200 OK\r\n\r\n{\"State\":{\"Running\":false,\"Pid\":0}}",
+        );
+        assert_eq!(got, Err("container idle is not running".to_owned()));
+    }
+
+    #[test]
+    fn names_that_are_not_one_docker_name_are_refused_before_asking() {
+        for bad in ["", ".", "..", "-x", "a/b", "a b"] {
+            let msg = docker_pid(bad).unwrap_err().message;
+            assert!(msg.starts_with("invalid container"), "{bad:?}: {msg}");
+        }
+    }
 }
