@@ -36,10 +36,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 /// A consistent snapshot of everything the status views show.
 async fn snapshot(s: &ApiState) -> Result<RouterStatus, Response> {
-    snapshot_with_data(s).await.map(|(st, _, _)| st)
+    snapshot_with_data(s).await.map(|(st, _)| st)
 }
 
-async fn snapshot_with_data(s: &ApiState) -> Result<(RouterStatus, DataStats, u64), Response> {
+async fn snapshot_with_data(s: &ApiState) -> Result<(RouterStatus, DataStats), Response> {
     let (tx, rx) = oneshot::channel();
     let unavailable = || {
         text(
@@ -55,7 +55,7 @@ async fn snapshot_with_data(s: &ApiState) -> Result<(RouterStatus, DataStats, u6
     st.encryption = snap.encryption;
     st.trusted_subnets = snap.trusted_subnets;
     st.now = snap.taken;
-    Ok((st, snap.data, snap.sleeve_drops))
+    Ok((st, snap.data))
 }
 
 async fn status_main(State(s): State<Arc<ApiState>>) -> Response {
@@ -208,9 +208,9 @@ fn render_template(format: &str, report: &serde_json::Value) -> Response {
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
     match snapshot_with_data(&s).await {
-        Ok((st, data, sleeve_drops)) => {
+        Ok((st, data)) => {
             let mut body = metrics::render_metrics(&st);
-            body.push_str(&data_metrics(&data, sleeve_drops));
+            body.push_str(&data_metrics(&data));
             (
                 [(
                     header::CONTENT_TYPE,
@@ -225,7 +225,7 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
 }
 
 /// The data plane's counters, in Prometheus text.
-fn data_metrics(d: &DataStats, sleeve_drops: u64) -> String {
+fn data_metrics(d: &DataStats) -> String {
     let mut out = String::from(
         "# HELP weft_data_frames_total Ethernet frames handled by the data plane.\n\
          # TYPE weft_data_frames_total counter\n",
@@ -241,16 +241,49 @@ fn data_metrics(d: &DataStats, sleeve_drops: u64) -> String {
         ));
     }
     out.push_str(
-        "# HELP weft_data_dropped_total Frames and sleeve packets dropped, by where.\n\
+        "# HELP weft_data_dropped_total Frames and sleeve packets dropped, by reason.\n\
          # TYPE weft_data_dropped_total counter\n",
     );
+    for (reason, n) in &d.drops {
+        out.push_str(&format!(
+            "weft_data_dropped_total{{reason=\"{reason}\"}} {n}\n"
+        ));
+    }
     out.push_str(&format!(
-        "weft_data_dropped_total{{where=\"switch\"}} {}\n",
-        d.dropped
+        "# HELP weft_data_frag_needed_total ICMP \"fragmentation needed\" replies to too-big DF frames.\n\
+         # TYPE weft_data_frag_needed_total counter\n\
+         weft_data_frag_needed_total {}\n",
+        d.frag_needed
     ));
     out.push_str(&format!(
-        "weft_data_dropped_total{{where=\"sleeve\"}} {sleeve_drops}\n"
+        "# HELP weft_sleeve_segmented_datagrams_total Sleeve datagrams cut into path-MTU segments (to weft peers), and put back together.\n\
+         # TYPE weft_sleeve_segmented_datagrams_total counter\n\
+         weft_sleeve_segmented_datagrams_total{{direction=\"sent\"}} {}\n\
+         weft_sleeve_segmented_datagrams_total{{direction=\"received\"}} {}\n",
+        d.segmented_sent, d.reassembled
     ));
+    out.push_str(
+        "# HELP weft_sleeve_frames_total Frames sent to and received from each connected peer over the sleeve.\n\
+         # TYPE weft_sleeve_frames_total counter\n",
+    );
+    for (peer, t) in &d.per_peer {
+        for (dir, n) in [("sent", t.sent_frames), ("received", t.received_frames)] {
+            out.push_str(&format!(
+                "weft_sleeve_frames_total{{peer=\"{peer}\",direction=\"{dir}\"}} {n}\n"
+            ));
+        }
+    }
+    out.push_str(
+        "# HELP weft_sleeve_bytes_total Ethernet frame bytes sent to and received from each connected peer over the sleeve.\n\
+         # TYPE weft_sleeve_bytes_total counter\n",
+    );
+    for (peer, t) in &d.per_peer {
+        for (dir, n) in [("sent", t.sent_bytes), ("received", t.received_bytes)] {
+            out.push_str(&format!(
+                "weft_sleeve_bytes_total{{peer=\"{peer}\",direction=\"{dir}\"}} {n}\n"
+            ));
+        }
+    }
     out
 }
 

@@ -9,6 +9,7 @@ pub mod bridge;
 pub mod identity;
 pub mod mesh_edge;
 pub mod metrics;
+pub mod sleeve_io;
 pub mod state;
 pub mod status;
 pub mod subnet;
@@ -60,6 +61,8 @@ pub struct MeshOptions {
     pub conn_limit: usize,
     pub discovery: bool,
     pub trusted_subnets: Vec<Subnet>,
+    /// Offer weft's wire extensions to peers that also offer them.
+    pub extensions: bool,
 }
 
 impl Default for MeshOptions {
@@ -73,6 +76,7 @@ impl Default for MeshOptions {
             conn_limit: 200,
             discovery: true,
             trusted_subnets: Vec::new(),
+            extensions: true,
         }
     }
 }
@@ -88,6 +92,7 @@ impl std::fmt::Debug for MeshOptions {
             .field("conn_limit", &self.conn_limit)
             .field("discovery", &self.discovery)
             .field("trusted_subnets", &self.trusted_subnets)
+            .field("extensions", &self.extensions)
             .finish()
     }
 }
@@ -180,6 +185,7 @@ pub async fn run(
         discovery: o.discovery,
         trusted_subnets: o.trusted_subnets.clone(),
         targets_file,
+        extensions: o.extensions,
     };
     let mesh_addr = SocketAddr::new(o.host, o.port);
     let (tcp, udp) = mesh_edge::bind(&settings)
@@ -202,6 +208,7 @@ pub async fn run(
         peers = ?settings.peers,
         conn_limit = o.conn_limit,
         discovery = o.discovery,
+        weft_extensions = o.extensions,
         data_dir = %config.dirs.data.display(),
         run_dir = %config.dirs.run.display(),
         "weft router started"

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::sleep_until;
@@ -26,13 +27,18 @@ use weft_mesh::mesh::{
 };
 use weft_mesh::PeerName;
 use weft_sleeve::packet::OutFrame;
-use weft_sleeve::{HeartbeatLink, LinkConfig, LinkEvent};
-use weft_switch::{Action, MacCache, MeshRoutes, Switch};
+use weft_sleeve::segment::{self, Plan, Pushed, Reassembler, SEGMENTS_FEATURE};
+use weft_sleeve::{HeartbeatLink, LinkConfig, LinkEvent, Transmit};
+use weft_switch::toobig::ICMP_FRAG_NEEDED_MAX;
+use weft_switch::{
+    fragment, icmp_frag_needed, plan_send, Action, MacCache, MeshRoutes, SendPlan, Switch,
+};
 use weft_wire::{
     Config as WireConfig, Connection, ConnectionError, Event, Features, GossipEnvelope,
     LocalIdentity, Message, OverlayControlMsg, RemotePeer, UnicastEnvelope,
 };
 
+use crate::sleeve_io::{self, DfError, DfSocket};
 use crate::subnet::Subnet;
 
 /// The overlay weft offers today.
@@ -61,6 +67,9 @@ pub struct MeshSettings {
     pub trusted_subnets: Vec<Subnet>,
     /// Where direct targets are persisted (for `--resume`).
     pub targets_file: PathBuf,
+    /// Offer weft's wire extensions (fast heartbeats, segmented datagrams); without them the
+    /// router behaves on the wire exactly as a Weave 2.8.1 router.
+    pub extensions: bool,
 }
 
 impl std::fmt::Debug for MeshSettings {
@@ -97,7 +106,6 @@ pub struct MeshSnapshot {
     /// `Instant` and wall clock at the same moment, to show retry times.
     pub taken: (Instant, SystemTime),
     /// Sleeve datagrams dropped (malformed, failed authentication, replayed, unknown sender).
-    pub sleeve_drops: u64,
     pub data: DataStats,
 }
 
@@ -134,31 +142,48 @@ enum Input {
         io_error: Option<String>,
     },
     Api(ApiRequest),
-    Captured(Vec<u8>),
 }
 
-/// Read frames from the capture device until the actor goes away.
-fn capture_loop(mut tap: std::fs::File, tx: mpsc::Sender<Input>) {
-    use std::io::Read;
-    let mut buf = vec![0u8; 65536];
-    loop {
-        match tap.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                if tx
-                    .blocking_send(Input::Captured(buf[..n].to_vec()))
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                warn!("capture device: {e}");
-                return;
-            }
+/// Big frame buffers reused for captured frames, so capturing a 64 KiB frame neither
+/// allocates nor faults in fresh pages.
+#[derive(Default)]
+struct BufferPool(Vec<Vec<u8>>);
+
+/// Buffers kept in the pool.
+const POOL_BUFFERS: usize = 64;
+/// Frames up to this size are copied into a buffer of their own size; bigger ones keep the
+/// 64 KiB buffer they were read into.
+const SMALL_FRAME: usize = 2048;
+const FRAME_BUFFER: usize = 65536;
+
+impl BufferPool {
+    fn take(&mut self) -> Vec<u8> {
+        self.0
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(FRAME_BUFFER))
+    }
+
+    fn give(&mut self, mut b: Vec<u8>) {
+        if b.capacity() >= FRAME_BUFFER && self.0.len() < POOL_BUFFERS {
+            b.clear();
+            self.0.push(b);
         }
     }
+}
+
+/// Read one frame from the (non-blocking) capture device into `buf`'s spare capacity.
+fn read_frame(tap: &std::fs::File, buf: &mut Vec<u8>) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    buf.clear();
+    // SAFETY: read(2) writes at most `capacity` bytes into the vector's spare capacity; the
+    // length is set to what it wrote.
+    let n = unsafe { libc::read(tap.as_raw_fd(), buf.as_mut_ptr().cast(), buf.capacity()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the first `n` bytes were written by read(2).
+    unsafe { buf.set_len(n as usize) };
+    Ok(n as usize)
 }
 
 enum ConnCmd {
@@ -171,6 +196,8 @@ struct Peer {
     cmd: mpsc::UnboundedSender<ConnCmd>,
     outbound: bool,
     remote_addr: SocketAddr,
+    /// Our end of the TCP connection (the DF socket sends from this address, as Weave's does).
+    local_addr: Option<SocketAddr>,
     target: Option<String>,
     must_be_known: bool,
     /// Accepted by the mesh.
@@ -185,6 +212,9 @@ pub async fn bind(settings: &MeshSettings) -> io::Result<(TcpListener, UdpSocket
     let addr = SocketAddr::new(settings.host, settings.port);
     let tcp = TcpListener::bind(addr).await?;
     let udp = UdpSocket::bind(addr).await?;
+    if !sleeve_io::configure_shared(&udp) {
+        debug!("UDP GRO is not available: segmented datagrams arrive one by one");
+    }
     // Sleeve datagrams are up to 64 KiB: with the default buffers a burst overflows them and
     // the inner TCP sees losses. Weave's capture buffer is 8 MB; use that for the socket.
     use nix::sys::socket::{setsockopt, sockopt};
@@ -219,12 +249,16 @@ pub fn start(
 ) -> io::Result<MeshHandle> {
     let (tx, rx) = mpsc::channel(1024);
     let tap = std::fs::File::from(tap.into_fd());
-    // Frames from the bridge are read on a thread of their own and handed to the actor.
-    let reader = tap.try_clone()?;
-    let capture_tx = tx.clone();
-    std::thread::Builder::new()
-        .name("weft-capture".into())
-        .spawn(move || capture_loop(reader, capture_tx))?;
+    // Frames from the bridge are read by the actor itself when the TAP is readable: no
+    // hand-off between threads per frame.
+    nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&tap),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+    // SAFETY: the `File` owns the descriptor and keeps it open for the `AsyncFd`'s lifetime.
+    let tap = unsafe { AsyncFd::register_with_interest(tap, Interest::READABLE) }
+        .map_err(|e| io::Error::other(e.to_string()))?;
     let accept_tx = tx.clone();
     tokio::spawn(accept_loop(tcp, accept_tx));
     let now = Instant::now();
@@ -259,7 +293,6 @@ pub fn start(
         links: BTreeMap::new(),
         link_by_name: BTreeMap::new(),
         next_conn: 1,
-        sleeve_drops: 0,
         switch: Switch::new(settings_name, MacCache::new(MAX_MACS)),
         tap,
         actions: Vec::new(),
@@ -268,6 +301,10 @@ pub fn start(
         stats: DataStats::default(),
         out_buf: Vec::with_capacity(65536),
         pending_sends: BTreeMap::new(),
+        link_io: BTreeMap::new(),
+        next_msg_id: rand::random(),
+        pool: BufferPool::default(),
+        captured: Vec::new(),
     };
     tokio::spawn(actor.run(rx));
     Ok(MeshHandle { tx })
@@ -280,9 +317,53 @@ pub struct DataStats {
     pub injected: u64,
     pub sent_frames: u64,
     pub received_frames: u64,
-    pub dropped: u64,
+    /// Frames and sleeve packets dropped, by reason (a Prometheus label value).
+    pub drops: BTreeMap<&'static str, u64>,
+    /// ICMP "fragmentation needed" replies made for too-big DF frames to Weave peers.
+    pub frag_needed: u64,
+    /// Sleeve datagrams sent cut into segments (to weft peers), and received put back together.
+    pub segmented_sent: u64,
+    pub reassembled: u64,
     /// Per connected peer: frames and bytes sent to it and received from it over the sleeve.
     pub per_peer: BTreeMap<PeerName, PeerTraffic>,
+}
+
+impl DataStats {
+    fn drop(&mut self, reason: &'static str, n: u64) {
+        if n > 0 {
+            *self.drops.entry(reason).or_default() += n;
+        }
+    }
+
+    /// All drops.
+    pub fn dropped(&self) -> u64 {
+        self.drops.values().sum()
+    }
+}
+
+/// The metrics label for a switch's drop reason.
+fn switch_drop_label(r: &weft_switch::DropReason) -> &'static str {
+    use weft_switch::DropReason as R;
+    match r {
+        R::Malformed(_) => "frame_malformed",
+        R::MacOwnedElsewhere { .. } => "mac_owned_elsewhere",
+        R::Stp => "stp",
+        R::LocalDestination => "local_destination",
+        R::NoRoute(_) => "no_route",
+        R::NoBroadcastHops => "no_broadcast_hops",
+        R::UnknownSrcPeer(_) | R::UnknownDstPeer(_) => "unknown_peer",
+    }
+}
+
+/// The metrics label for a sleeve packet the link refused.
+fn link_drop_label(r: &weft_sleeve::link::DropReason) -> &'static str {
+    use weft_sleeve::link::DropReason as R;
+    match r {
+        R::Malformed(_) => "sleeve_malformed",
+        R::Decrypt => "decrypt_failed",
+        R::Replay => "replayed",
+        R::WrongConnection => "wrong_connection",
+    }
 }
 
 /// Sleeve traffic with one peer.
@@ -336,9 +417,8 @@ struct Actor {
     links: BTreeMap<ConnId, HeartbeatLink>,
     link_by_name: BTreeMap<PeerName, ConnId>,
     next_conn: ConnId,
-    sleeve_drops: u64,
     switch: Switch,
-    tap: std::fs::File,
+    tap: AsyncFd<std::fs::File>,
     actions: Vec<Action>,
     next_sweep: Instant,
     next_attrs: Instant,
@@ -346,8 +426,44 @@ struct Actor {
     /// Reused for every datagram the data plane sends.
     out_buf: Vec<u8>,
     /// Frames waiting to be packed into datagrams, per next hop.
-    pending_sends: BTreeMap<PeerName, Vec<(PeerName, PeerName, Vec<u8>)>>,
+    pending_sends: BTreeMap<PeerName, Vec<Pending>>,
+    /// Per link: its DF socket and how to send its datagrams.
+    link_io: BTreeMap<ConnId, LinkIo>,
+    /// Id of the next segmented datagram.
+    next_msg_id: u32,
+    /// Buffers for captured frames.
+    pool: BufferPool,
+    /// Frames read from the capture device in one wake-up.
+    captured: Vec<Vec<u8>>,
 }
+
+/// A frame queued for a next hop.
+struct Pending {
+    src: PeerName,
+    dst: PeerName,
+    frame: Vec<u8>,
+    broadcast: bool,
+}
+
+/// The edge's side of one link.
+struct LinkIo {
+    /// Both ends speak weft's segmented datagrams: frames go in big datagrams cut to the path
+    /// MTU (no Weave MTU logic, no DF path for data).
+    segments: bool,
+    /// Weave's DF path to the peer (opened at the first DF send).
+    df: Option<DfSocket>,
+    /// The DF socket could not be opened (logged once); DF datagrams use the shared socket.
+    df_failed: bool,
+    /// Segment size (UDP payload) for segmented datagrams: the path MTU − 28.
+    seg_size: usize,
+    /// UDP GSO works on this path.
+    gso: bool,
+}
+
+/// Segment size until the path MTU is known: a 1500-byte underlay.
+const DEFAULT_SEGMENT: usize = 1500 - weft_sleeve::packet::UDP_IP_OVERHEAD;
+/// Senders whose segmented datagrams are reassembled at once (one datagram in progress each).
+const MAX_REASSEMBLY_SENDERS: usize = 1024;
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
@@ -362,6 +478,7 @@ impl Actor {
         }
         self.mesh.handle_timeout(now);
         let mut buf = vec![0u8; 65536];
+        let mut reassembler = Reassembler::new(MAX_REASSEMBLY_SENDERS);
         loop {
             self.drain().await;
             let wake = self
@@ -385,13 +502,52 @@ impl Actor {
                     }
                     None => return,
                 },
-                r = self.udp.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => {
-                        self.handle_datagram(from, &mut buf[..n]).await;
-                        for _ in 0..BATCH {
-                            match self.udp.try_recv_from(&mut buf) {
-                                Ok((n, from)) => self.handle_datagram(from, &mut buf[..n]).await,
-                                Err(_) => break,
+                r = self.tap.readable() => match r {
+                    Ok(mut guard) => {
+                        let mut batch = std::mem::take(&mut self.captured);
+                        for _ in 0..=BATCH {
+                            let mut frame = self.pool.take();
+                            match guard.try_io(|tap| read_frame(tap.get_ref(), &mut frame)) {
+                                Ok(Ok(0)) | Err(_) => {
+                                    // Nothing more to read now (readiness cleared).
+                                    self.pool.give(frame);
+                                    break;
+                                }
+                                Ok(Ok(n)) if n <= SMALL_FRAME => {
+                                    batch.push(frame.clone());
+                                    self.pool.give(frame);
+                                }
+                                Ok(Ok(_)) => batch.push(frame),
+                                Ok(Err(e)) => {
+                                    self.pool.give(frame);
+                                    if e.kind() != io::ErrorKind::Interrupted {
+                                        warn!("capture device: {e}");
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        drop(guard);
+                        for frame in batch.drain(..) {
+                            self.handle_captured(frame).await;
+                        }
+                        self.captured = batch;
+                    }
+                    Err(e) => warn!("capture device: {e}"),
+                },
+                r = self.udp.readable() => match r {
+                    Ok(()) => {
+                        for _ in 0..=BATCH {
+                            match sleeve_io::try_recv(&self.udp, &mut buf) {
+                                Ok((n, from, seg)) => {
+                                    self.handle_received(from, &mut buf[..n], seg, &mut reassembler)
+                                        .await
+                                }
+                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                                Err(e) => {
+                                    debug!("sleeve socket: {e}");
+                                    break;
+                                }
                             }
                         }
                     }
@@ -422,6 +578,22 @@ impl Actor {
 
     /// Copy the links' attributes (e.g. the verified MTU) into the mesh's status.
     fn refresh_attrs(&mut self) {
+        for (conn, io) in self.link_io.iter_mut() {
+            let kernel = io.df.as_ref().and_then(|d| d.path_mtu().ok());
+            let verified = self
+                .links
+                .get(conn)
+                .and_then(|l| l.mtu().map(|m| usize::from(m) + l.overhead_df()));
+            let pmtu = match (kernel, verified) {
+                (Some(k), Some(v)) => usize::from(k).min(v),
+                (Some(k), None) => usize::from(k),
+                (None, Some(v)) => v,
+                (None, None) => continue,
+            };
+            io.seg_size = pmtu
+                .saturating_sub(weft_sleeve::packet::UDP_IP_OVERHEAD)
+                .max(segment::MIN_SEGMENT);
+        }
         for (conn, link) in &self.links {
             if link.is_established() {
                 let attrs = link
@@ -467,7 +639,7 @@ impl Actor {
                     next_hop,
                     src_peer,
                     dst_peer,
-                    ..
+                    broadcast,
                 } => {
                     seen += 1;
                     let data = if seen == sends {
@@ -475,12 +647,34 @@ impl Actor {
                     } else {
                         frame.clone()
                     };
-                    if let Some(data) = data {
-                        self.send_frame(next_hop, src_peer, dst_peer, data);
+                    if let Some(frame) = data {
+                        self.pending_sends
+                            .entry(next_hop)
+                            .or_default()
+                            .push(Pending {
+                                src: src_peer,
+                                dst: dst_peer,
+                                frame,
+                                broadcast,
+                            });
                     }
                 }
                 Action::Drop(reason) => {
-                    self.stats.dropped += 1;
+                    self.stats.drop(switch_drop_label(&reason), 1);
+                    debug!("frame dropped: {reason}");
+                }
+            }
+        }
+    }
+
+    /// [`carry_out`](Self::carry_out) for actions without sends.
+    fn carry_out_local(&mut self, actions: &[Action], frame: &[u8]) {
+        for action in actions {
+            match action {
+                Action::Inject => self.inject(frame),
+                Action::Send { .. } => {}
+                Action::Drop(reason) => {
+                    self.stats.drop(switch_drop_label(reason), 1);
                     debug!("frame dropped: {reason}");
                 }
             }
@@ -490,87 +684,312 @@ impl Actor {
     fn inject(&mut self, frame: &[u8]) {
         use std::io::Write;
         // A TAP takes a whole frame per write or none of it.
-        match (&self.tap).write(frame) {
+        match self.tap.get_ref().write(frame) {
             Ok(n) if n == frame.len() => self.stats.injected += 1,
-            Ok(_) => self.stats.dropped += 1,
+            Ok(_) => self.stats.drop("inject_failed", 1),
             Err(e) => {
-                self.stats.dropped += 1;
+                self.stats.drop("inject_failed", 1);
                 debug!("injecting a frame: {e}");
             }
         }
     }
 
-    /// Queue a frame for `next_hop`; [`Actor::flush_sends`] packs the queue into datagrams.
-    fn send_frame(&mut self, next_hop: PeerName, src: PeerName, dst: PeerName, frame: Vec<u8>) {
-        self.pending_sends
-            .entry(next_hop)
-            .or_default()
-            .push((src, dst, frame));
+    /// Send the queued frames: per next hop, as many frames per datagram as fit (at most 100,
+    /// as Weave packs them), each datagram sealed by that link. To a weft peer every frame
+    /// goes in the non-DF stream and big datagrams are segmented; to a Weave peer each frame
+    /// follows Weave's plan for the link's MTU (DF path, non-DF path, router fragments, or an
+    /// ICMP "fragmentation needed" fed back into the switch).
+    async fn flush_sends(&mut self) {
+        // ICMP replies may queue more sends; one more round carries them.
+        for _ in 0..2 {
+            let pending = std::mem::take(&mut self.pending_sends);
+            if pending.is_empty() {
+                return;
+            }
+            let mut replies = Vec::new();
+            for (next_hop, frames) in pending {
+                self.flush_hop(next_hop, frames, &mut replies).await;
+            }
+            let now = Instant::now();
+            for (src, dst, icmp) in replies {
+                let (peers, routes) = self.mesh.route_view();
+                let view = MeshRoutes { peers, routes };
+                let mut actions = std::mem::take(&mut self.actions);
+                self.switch
+                    .handle_overlay(now, &view, src, dst, &icmp, &mut actions);
+                self.carry_out(&actions, icmp);
+                self.actions = actions;
+            }
+        }
     }
 
-    /// Send the queued frames: per next hop, as many frames per datagram as fit (at most 100,
-    /// as Weave packs them), each datagram sealed by that link.
-    async fn flush_sends(&mut self) {
-        let pending = std::mem::take(&mut self.pending_sends);
+    async fn flush_hop(
+        &mut self,
+        next_hop: PeerName,
+        frames: Vec<Pending>,
+        replies: &mut Vec<(PeerName, PeerName, Vec<u8>)>,
+    ) {
+        let Some((conn, link)) = self
+            .link_by_name
+            .get(&next_hop)
+            .and_then(|c| self.links.get(c).map(|l| (*c, l)))
+        else {
+            self.stats.drop("no_connection", frames.len() as u64);
+            return;
+        };
+        if link.remote_addr().is_none() {
+            self.stats.drop("awaiting_contact", frames.len() as u64);
+            return;
+        }
+        fn out_frame(p: &Pending) -> OutFrame<'_> {
+            OutFrame {
+                src: p.src,
+                dst: p.dst,
+                data: &p.frame,
+            }
+        }
+        if self.link_io.get(&conn).is_some_and(|io| io.segments) {
+            let all: Vec<OutFrame<'_>> = frames.iter().map(out_frame).collect();
+            self.send_batch(conn, next_hop, false, &all).await;
+            drop(all);
+            self.recycle(frames);
+            return;
+        }
+        let (mtu, stack_frag) = (link.current_mtu(), link.stack_frag());
+        let mut df = Vec::new();
+        let mut non_df = Vec::new();
+        let mut pieces: Vec<(PeerName, PeerName, Vec<u8>)> = Vec::new();
+        let mut scratch = Vec::new();
+        for p in &frames {
+            match plan_send(&p.frame, mtu, stack_frag, p.broadcast) {
+                SendPlan::Df => df.push(out_frame(p)),
+                SendPlan::NonDf => non_df.push(out_frame(p)),
+                SendPlan::Fragment => {
+                    scratch.resize(usize::from(mtu) + 80, 0);
+                    let r = fragment(&p.frame, mtu, &mut scratch, |piece| {
+                        pieces.push((p.src, p.dst, piece.to_vec()))
+                    });
+                    if let Err(e) = r {
+                        self.stats.drop("fragment_failed", 1);
+                        debug!("cannot fragment a frame for {next_hop}: {e}");
+                    }
+                }
+                SendPlan::FragNeeded => {
+                    self.stats.frag_needed += 1;
+                    let mut icmp = vec![0u8; ICMP_FRAG_NEEDED_MAX];
+                    match icmp_frag_needed(&p.frame, mtu, &mut icmp) {
+                        Ok(n) => {
+                            icmp.truncate(n);
+                            // As if the destination peer had answered the source peer.
+                            replies.push((p.dst, p.src, icmp));
+                        }
+                        Err(e) => debug!("cannot answer a too-big frame: {e}"),
+                    }
+                }
+                SendPlan::DropTooBigBroadcast => self.stats.drop("too_big_broadcast", 1),
+            }
+        }
+        df.extend(pieces.iter().map(|(src, dst, data)| OutFrame {
+            src: *src,
+            dst: *dst,
+            data,
+        }));
+        self.send_batch(conn, next_hop, true, &df).await;
+        self.send_batch(conn, next_hop, false, &non_df).await;
+        drop((df, non_df));
+        self.recycle(frames);
+    }
+
+    fn recycle(&mut self, frames: Vec<Pending>) {
+        for p in frames {
+            self.pool.give(p.frame);
+        }
+    }
+
+    /// Pack `frames` into datagrams for link `conn` and send them (DF path if `df`).
+    async fn send_batch(
+        &mut self,
+        conn: ConnId,
+        next_hop: PeerName,
+        df: bool,
+        frames: &[OutFrame<'_>],
+    ) {
         let mut out = std::mem::take(&mut self.out_buf);
-        for (next_hop, frames) in pending {
-            let Some(link) = self
-                .link_by_name
-                .get(&next_hop)
-                .and_then(|c| self.links.get_mut(c))
-            else {
-                self.stats.dropped += frames.len() as u64;
-                continue;
+        let mut rest = frames;
+        while !rest.is_empty() {
+            let Some(link) = self.links.get_mut(&conn) else {
+                self.stats.drop("no_connection", rest.len() as u64);
+                break;
             };
             let Some(to) = link.remote_addr() else {
-                self.stats.dropped += frames.len() as u64;
-                continue;
+                self.stats.drop("awaiting_contact", rest.len() as u64);
+                break;
             };
-            let out_frames: Vec<OutFrame<'_>> = frames
-                .iter()
-                .map(|(src, dst, data)| OutFrame {
-                    src: *src,
-                    dst: *dst,
-                    data,
-                })
-                .collect();
-            let mut rest = &out_frames[..];
-            while !rest.is_empty() {
-                let packed = match link.encode_frames(false, rest, &mut out) {
-                    Ok(p) if p.consumed > 0 => p,
-                    Ok(_) | Err(_) => {
-                        self.stats.dropped += rest.len() as u64;
-                        break;
-                    }
+            let packed = match link.encode_frames(df, rest, &mut out) {
+                Ok(p) if p.consumed > 0 => p,
+                Ok(_) | Err(_) => {
+                    self.stats.drop("encode_failed", rest.len() as u64);
+                    break;
+                }
+            };
+            self.stats.drop("too_big", packed.dropped as u64);
+            if packed.packed > 0 {
+                let bytes: usize = rest[..packed.consumed].iter().map(|f| f.data.len()).sum();
+                let sent = if df {
+                    self.send_df(conn, &out)
+                } else {
+                    self.send_shared(conn, to, &out).await
                 };
-                self.stats.dropped += packed.dropped as u64;
-                if packed.packed > 0 {
-                    let bytes: usize = rest[..packed.consumed].iter().map(|f| f.data.len()).sum();
+                if sent {
                     self.stats.sent_frames += packed.packed as u64;
                     let t = self.stats.per_peer.entry(next_hop).or_default();
                     t.sent_frames += packed.packed as u64;
                     t.sent_bytes += bytes as u64;
-                    let sent = match self.udp.try_send_to(&out, to) {
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            self.udp.send_to(&out, to).await
-                        }
-                        r => r,
-                    };
-                    if let Err(e) = sent {
-                        self.stats.dropped += packed.packed as u64;
-                        debug!("sleeve send to {to}: {e}");
-                    }
+                } else {
+                    self.stats.drop("send_failed", packed.packed as u64);
                 }
-                rest = &rest[packed.consumed..];
             }
+            rest = &rest[packed.consumed..];
         }
         self.out_buf = out;
+    }
+
+    /// Send a datagram on the shared socket; segmented when the link takes segments and it
+    /// is bigger than a segment.
+    async fn send_shared(&mut self, conn: ConnId, to: SocketAddr, data: &[u8]) -> bool {
+        let plan = self
+            .link_io
+            .get(&conn)
+            .filter(|io| io.segments && data.len() > io.seg_size)
+            .and_then(|io| Plan::new(data.len(), io.seg_size).map(|p| (p, io.gso)));
+        let r = match plan {
+            Some((plan, gso)) => {
+                let id = self.next_msg_id;
+                self.next_msg_id = id.wrapping_add(1);
+                self.stats.segmented_sent += 1;
+                let r = sleeve_io::send_segments(&self.udp, to, data, id, &plan, gso).await;
+                if gso
+                    && r.as_ref().is_err_and(|e| {
+                        matches!(
+                            e.raw_os_error(),
+                            Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT)
+                        )
+                    })
+                {
+                    // No UDP GSO on this path: one datagram per segment from now on.
+                    warn!("UDP GSO to {to} failed ({r:?}); sending segments one by one");
+                    if let Some(io) = self.link_io.get_mut(&conn) {
+                        io.gso = false;
+                    }
+                    sleeve_io::send_segments(&self.udp, to, data, id, &plan, false).await
+                } else {
+                    r
+                }
+            }
+            None => sleeve_io::send_to(&self.udp, data, to).await,
+        };
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                debug!("sleeve send to {to}: {e}");
+                false
+            }
+        }
+    }
+
+    /// Send a datagram on link `conn`'s DF path. `EMSGSIZE` tells the link the path MTU
+    /// (Weave's PMTU discovery). Without a DF socket, the shared socket carries it.
+    fn send_df(&mut self, conn: ConnId, data: &[u8]) -> bool {
+        let now = Instant::now();
+        let Some(link) = self.links.get_mut(&conn) else {
+            return false;
+        };
+        let Some(SocketAddr::V4(to)) = link.remote_addr() else {
+            return false;
+        };
+        let io = self.link_io.entry(conn).or_insert_with(|| LinkIo {
+            segments: false,
+            df: None,
+            df_failed: false,
+            seg_size: DEFAULT_SEGMENT,
+            gso: true,
+        });
+        if io.df.as_ref().map(DfSocket::remote) != Some(to) && !io.df_failed {
+            let local = self
+                .peers
+                .get(&conn)
+                .and_then(|p| p.local_addr)
+                .and_then(|a| match a.ip() {
+                    IpAddr::V4(v) if !v.is_unspecified() => Some(v),
+                    _ => None,
+                });
+            match DfSocket::open(local, to, self.settings.port) {
+                Ok(d) => io.df = Some(d),
+                Err(e) => {
+                    warn!("cannot open the DF socket to {to} ({e}); PMTU discovery is off for it");
+                    io.df_failed = true;
+                    io.df = None;
+                }
+            }
+        }
+        match &io.df {
+            None => match self.udp.try_send_to(data, SocketAddr::V4(to)) {
+                Ok(_) => true,
+                Err(e) => {
+                    debug!("sleeve send to {to}: {e}");
+                    false
+                }
+            },
+            Some(d) => match d.send(data) {
+                Ok(()) => true,
+                Err(DfError::TooBig(pmtu)) => {
+                    debug!(
+                        "DF datagram of {} bytes to {to} too big: path MTU {pmtu}",
+                        data.len()
+                    );
+                    link.handle_emsgsize(now, pmtu);
+                    false
+                }
+                Err(DfError::Io(e)) => {
+                    debug!("DF send to {to}: {e}");
+                    false
+                }
+            },
+        }
+    }
+
+    /// What one receive brought: one datagram, or several of `seg` bytes each (GRO), each a
+    /// Weave sleeve datagram or one segment of a weft segmented datagram.
+    async fn handle_received(
+        &mut self,
+        from: SocketAddr,
+        data: &mut [u8],
+        seg: usize,
+        reassembler: &mut Reassembler,
+    ) {
+        for d in data.chunks_mut(seg) {
+            if !segment::is_segment(d) {
+                self.handle_datagram(from, d).await;
+                continue;
+            }
+            match reassembler.push(from, d) {
+                Ok(Pushed::Complete(msg)) => {
+                    self.stats.reassembled += 1;
+                    self.handle_datagram(from, msg).await
+                }
+                Ok(Pushed::Pending) => {}
+                Ok(Pushed::Duplicate) => self.stats.drop("segment_duplicate", 1),
+                Err(e) => {
+                    self.stats.drop("segment_malformed", 1);
+                    debug!("segment from {from} dropped: {e}");
+                }
+            }
+        }
     }
 
     async fn handle(&mut self, input: Input) {
         let now = Instant::now();
         match input {
-            Input::Captured(frame) => self.handle_captured(frame).await,
             Input::Accepted(stream, addr) => {
                 debug!("accepted mesh connection from {addr}");
                 self.spawn_conn(stream, addr, false, None, false);
@@ -615,6 +1034,7 @@ impl Actor {
         let id = self.next_conn;
         self.next_conn += 1;
         let _ = stream.set_nodelay(true);
+        let local_addr = stream.local_addr().ok();
         let local = LocalIdentity {
             name: self.settings.name,
             uid: self.uid,
@@ -634,10 +1054,13 @@ impl Actor {
             Some(SLEEVE),
         );
         let mut features = features;
-        features.insert(
-            HEARTBEAT_FEATURE,
-            HEARTBEAT_INTERVAL.as_millis().to_string(),
-        );
+        if self.settings.extensions {
+            features.insert(
+                HEARTBEAT_FEATURE,
+                HEARTBEAT_INTERVAL.as_millis().to_string(),
+            );
+            features.insert(SEGMENTS_FEATURE, "1".to_owned());
+        }
         let mut cfg = WireConfig::new(local, features);
         if let Some(pw) = &self.settings.password {
             cfg = cfg.with_password(pw.clone());
@@ -649,6 +1072,7 @@ impl Actor {
                 cmd: cmd_tx,
                 outbound,
                 remote_addr,
+                local_addr,
                 target,
                 must_be_known,
                 ready: false,
@@ -735,13 +1159,33 @@ impl Actor {
                         outbound: peer.outbound,
                         remote_addr: remote_udp,
                         session_key: overlay_key,
-                        heartbeat_interval: HEARTBEAT_INTERVAL,
-                        heartbeat_timeout: heartbeat_timeout(&remote),
+                        heartbeat_interval: if self.settings.extensions {
+                            HEARTBEAT_INTERVAL
+                        } else {
+                            weft_sleeve::link::SLOW_HEARTBEAT
+                        },
+                        heartbeat_timeout: if self.settings.extensions {
+                            heartbeat_timeout(&remote)
+                        } else {
+                            weft_sleeve::link::HEARTBEAT_TIMEOUT
+                        },
                     },
                     now,
                 );
                 self.links.insert(conn, link);
                 self.link_by_name.insert(remote.name, conn);
+                let segments =
+                    self.settings.extensions && remote.features.get(SEGMENTS_FEATURE) == Some("1");
+                self.link_io.insert(
+                    conn,
+                    LinkIo {
+                        segments,
+                        df: None,
+                        df_failed: false,
+                        seg_size: DEFAULT_SEGMENT,
+                        gso: true,
+                    },
+                );
             }
             Err(refusal) => {
                 info!(
@@ -817,6 +1261,7 @@ impl Actor {
 
     /// Drop what the actor holds for a connection and tell the mesh.
     fn forget_conn(&mut self, now: Instant, conn: ConnId, why: Option<String>) {
+        self.link_io.remove(&conn);
         if let Some(link) = self.links.remove(&conn) {
             if self.link_by_name.get(&link.remote()) == Some(&conn) {
                 self.link_by_name.remove(&link.remote());
@@ -863,25 +1308,29 @@ impl Actor {
     async fn handle_datagram(&mut self, from: SocketAddr, datagram: &mut [u8]) {
         let now = Instant::now();
         let Ok(sender) = weft_sleeve::packet::sender(datagram) else {
-            self.sleeve_drops += 1;
+            self.stats.drop("sleeve_malformed", 1);
             return;
         };
         let Some(&conn) = self.link_by_name.get(&sender) else {
-            self.sleeve_drops += 1;
+            self.stats.drop("unknown_sender", 1);
             return;
         };
-        let mut frames: Vec<(PeerName, PeerName, Vec<u8>)> = Vec::new();
+        // Where each frame lies in the (decrypted) datagram.
+        let mut frames: Vec<(PeerName, PeerName, usize, usize)> = Vec::new();
+        let base = datagram.as_ptr() as usize;
         if let Some(link) = self.links.get_mut(&conn) {
             let r = link.handle_datagram_frames(now, from, datagram, |f| {
-                frames.push((f.src, f.dst, f.data.to_vec()));
+                let start = f.data.as_ptr() as usize - base;
+                frames.push((f.src, f.dst, start, f.data.len()));
             });
             if let Err(e) = r {
-                self.sleeve_drops += 1;
+                self.stats.drop(link_drop_label(&e), 1);
                 debug!("sleeve packet from {from} dropped: {e}");
                 return;
             }
         }
-        for (src, dst, frame) in frames {
+        for (src, dst, start, len) in frames {
+            let frame = &datagram[start..start + len];
             self.stats.received_frames += 1;
             let t = self.stats.per_peer.entry(sender).or_default();
             t.received_frames += 1;
@@ -890,8 +1339,13 @@ impl Actor {
             let view = MeshRoutes { peers, routes };
             let mut actions = std::mem::take(&mut self.actions);
             self.switch
-                .handle_overlay(now, &view, src, dst, &frame, &mut actions);
-            self.carry_out(&actions, frame);
+                .handle_overlay(now, &view, src, dst, frame, &mut actions);
+            // Usually only an injection: straight from the datagram, no copy.
+            if actions.iter().any(|a| matches!(a, Action::Send { .. })) {
+                self.carry_out(&actions, frame.to_vec());
+            } else {
+                self.carry_out_local(&actions, frame);
+            }
             self.actions = actions;
         }
     }
@@ -909,7 +1363,6 @@ impl Actor {
                         .map(ToString::to_string)
                         .collect(),
                     taken: (now, SystemTime::now()),
-                    sleeve_drops: self.sleeve_drops,
                     data: self.stats.clone(),
                 };
                 let _ = reply.send(snap);
@@ -948,13 +1401,16 @@ impl Actor {
                     while let Some(ev) = link.poll_event() {
                         events.push(ev);
                     }
-                    while let Some(t) = link.poll_transmit() {
+                    while let Some(t) = link.poll_transmit_df() {
                         sends.push(t);
                     }
                 }
-                for (to, bytes) in sends {
-                    if let Err(e) = self.udp.send_to(&bytes, to).await {
-                        debug!("sleeve send to {to}: {e}");
+                for Transmit { addr, data, df } in sends {
+                    if df {
+                        // EMSGSIZE feeds the link's PMTU discovery.
+                        self.send_df(conn, &data);
+                    } else if let Err(e) = sleeve_io::send_to(&self.udp, &data, addr).await {
+                        debug!("sleeve send to {addr}: {e}");
                     }
                 }
                 for ev in events {
@@ -993,6 +1449,7 @@ impl Actor {
                             let _ = p.cmd.send(ConnCmd::Close(reason));
                         }
                         self.links.remove(&conn);
+                        self.link_io.remove(&conn);
                         if let Some(p) = self.peers.get_mut(&conn) {
                             p.ready = false;
                         }

@@ -11,10 +11,15 @@
 //!   discovery/verification (the link's `mtu`, `stack_frag`), and the data path: batched
 //!   frames encoded into caller buffers, received frames handed out without copying.
 //!
+//! * [`segment`]: weft's own extension between weft peers: a sleeve datagram cut into
+//!   path-MTU-sized segments (sent with UDP GSO) and put back together by the receiver, in
+//!   place of kernel IP fragmentation.
+//!
 //! Pure: the caller owns the UDP socket and the clock.
 
 pub mod link;
 pub mod packet;
+pub mod segment;
 
 pub use link::{EncodeError, HeartbeatLink, LinkConfig, LinkEvent, Transmit};
 pub use packet::{pack_frames, Frame, FrameIter, OutFrame, Packed, PacketError, Special};

@@ -128,6 +128,10 @@ pub struct RouterArgs {
     /// Connect to the targets saved by the last run instead of [PEERS]
     #[arg(long)]
     pub resume: bool,
+    /// Speak only Weave Net 2.8.1's protocol on the wire, also to weft peers: no segmented
+    /// sleeve datagrams, Weave's 10 s heartbeats (weft peers otherwise use both)
+    #[arg(long)]
+    pub no_weft_extensions: bool,
     /// Peers to connect to: <ip_address_or_fqdn>[:<port>]
     pub peers: Vec<String>,
 }

@@ -103,6 +103,9 @@ pub fn launch(g: &GlobalArgs, args: &LaunchArgs) -> Outcome {
     if r.resume {
         cmd.arg("--resume");
     }
+    if r.no_weft_extensions {
+        cmd.arg("--no-weft-extensions");
+    }
     // The password travels in the environment, never on a command line others can read.
     match &r.password {
         Some(p) => cmd.env("WEAVE_PASSWORD", p),

@@ -217,6 +217,7 @@ pub fn router_config(
             conn_limit: args.conn_limit,
             discovery: !args.no_discovery,
             trusted_subnets,
+            extensions: !args.no_weft_extensions,
         },
     })
 }

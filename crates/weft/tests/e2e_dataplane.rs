@@ -141,11 +141,146 @@ fn two_hosts_ping_and_a_100mb_transfer() {
         "100 MiB in {secs:.1} s ({:.0} Mbit/s)",
         800.0 * 1.048576 / secs
     );
-    let m = on_host(&lab, 1, &["python3", "-c", "import urllib.request as u; print(u.urlopen('http://127.0.0.1:6784/metrics').read().decode())"]).ok();
+    let m = metrics(&lab, 1);
     assert!(
-        m.lines()
-            .any(|l| l.starts_with("weft_data_frames_total{direction=\"sent\"}")),
+        counter(&m, "weft_data_frames_total{direction=\"sent\"}") > 0,
         "{m}"
+    );
+    // Between two weft routers big datagrams travel as path-MTU segments.
+    assert!(
+        counter(
+            &m,
+            "weft_sleeve_segmented_datagrams_total{direction=\"sent\"}"
+        ) > 100,
+        "{m}"
+    );
+    let m2 = metrics(&lab, 2);
+    assert!(
+        counter(
+            &m2,
+            "weft_sleeve_segmented_datagrams_total{direction=\"received\"}"
+        ) > 100,
+        "{m2}"
+    );
+    // The link's path MTU was discovered over the DF path: 1500 − 62.
+    wait_until(
+        "mtu=1438 in the connection status",
+        Duration::from_secs(10),
+        || {
+            let s = weft(&lab, 1, &["status", "connections"]).ok();
+            if s.contains("mtu=1438") {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        },
+    )
+    .unwrap();
+}
+
+fn metrics(lab: &LabGuard, i: usize) -> String {
+    on_host(lab, i, &["python3", "-c", "import urllib.request as u; print(u.urlopen('http://127.0.0.1:6784/metrics').read().decode())"]).ok()
+}
+
+/// The value of the metric line starting with `series` (0 when absent).
+fn counter(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// h2 speaks only Weave's protocol (as a Weave 2.8.1 router would): the link is limited by
+/// the discovered path MTU, a too-big DF packet is answered with ICMP "fragmentation
+/// needed", and a big non-DF packet still arrives (fragmented).
+#[test]
+fn weave_only_peer_gets_pmtu_discovery_and_frag_needed() {
+    let lab = lab("e2edpw", 2, Topology::Full);
+    lab.add_container(1, "c1").unwrap();
+    lab.add_container(2, "c2").unwrap();
+    weft(&lab, 1, &["launch"]).ok();
+    weft(&lab, 2, &["launch", "--no-weft-extensions", "198.18.0.1"]).ok();
+    weft(&lab, 1, &["attach", "10.32.0.1/12", "netns:e2edpw-h1-c1"]).ok();
+    weft(&lab, 2, &["attach", "10.32.0.2/12", "netns:e2edpw-h2-c2"]).ok();
+    for i in [1, 2] {
+        wait_until("mtu=1438 verified", Duration::from_secs(20), || {
+            let s = weft(&lab, i, &["status", "connections"]).ok();
+            if s.contains("established") && s.contains("mtu=1438") {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        })
+        .unwrap();
+    }
+    wait_ping(&lab, 1, "10.32.0.2");
+    // 1410 + 28 = 1438 bytes fit; one byte more with DF does not.
+    let fits = in_container(
+        &lab,
+        1,
+        &[
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-M",
+            "do",
+            "-s",
+            "1410",
+            "10.32.0.2",
+        ],
+    );
+    assert_eq!(fits.code, 0, "{fits:?}");
+    let big = in_container(
+        &lab,
+        1,
+        &[
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "2",
+            "-M",
+            "do",
+            "-s",
+            "1411",
+            "10.32.0.2",
+        ],
+    );
+    assert_ne!(big.code, 0, "{big:?}");
+    let route = in_container(&lab, 1, &["ip", "route", "get", "10.32.0.2"]).ok();
+    assert!(
+        route.contains("mtu 1438"),
+        "the ICMP reply set the path MTU: {route}"
+    );
+    assert!(counter(&metrics(&lab, 1), "weft_data_frag_needed_total") >= 1);
+    // Without DF, 30000 bytes still go through.
+    let frag = in_container(
+        &lab,
+        1,
+        &[
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "2",
+            "-M",
+            "dont",
+            "-s",
+            "30000",
+            "10.32.0.2",
+        ],
+    );
+    assert_eq!(frag.code, 0, "{frag:?}");
+    // No segmented datagrams on this link.
+    assert_eq!(
+        counter(
+            &metrics(&lab, 1),
+            "weft_sleeve_segmented_datagrams_total{direction=\"sent\"}"
+        ),
+        0
     );
 }
 
