@@ -451,3 +451,71 @@ fn kill_9_and_relaunch_resumes_traffic_without_touching_containers() {
         "the container kept its interface: {ps}"
     );
 }
+
+/// Sends bad UDP payloads from h1's underlay address to h2's sleeve port: argv[1] = h1's peer
+/// name (hex with colons), argv[2] = "clear" or "encrypted". Prints "sent N".
+const FORGER: &str = r#"
+import os, socket, struct, sys, time
+name = bytes.fromhex(sys.argv[1].replace(":", ""))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("198.18.0.1", 0))
+to = ("198.18.0.2", 6783)
+def send(b):
+    s.sendto(b, to)
+n = 0
+send(b"abc"); n += 1                                          # shorter than a sender name
+send(bytes.fromhex("aabbccddeeff") + name + name + struct.pack(">H", 10) + b"x" * 10); n += 1  # unknown sender
+if sys.argv[2] == "clear":
+    send(name + name + name + struct.pack(">H", 500) + b"y" * 20); n += 1   # frame runs past the end
+    send(name + b"\x01\x02\x03"); n += 1                                     # truncated frame header
+else:
+    send(name + os.urandom(8) + os.urandom(16) + os.urandom(64)); n += 1   # fails authentication
+send(bytes(6) + bytes([9, 2, 0, 0, 5, 0, 0, 0, 0, 1]) + b"z" * 100); n += 1  # segment: unknown version
+send(bytes(6) + bytes([1, 2, 5, 0, 5, 0, 0, 0, 0, 1]) + b"z" * 100); n += 1  # segment: index past count
+# A bounded flood of random datagrams, half of them claiming to be h1.
+end = time.time() + 1.0
+while time.time() < end and n < 20000:
+    b = os.urandom(1 + n % 1400)
+    if n % 2:
+        b = name + b
+    send(b); n += 1
+print("sent", n)
+"#;
+
+/// Malformed, truncated, forged and unauthenticated datagrams are dropped and counted by
+/// reason; the forwarder keeps forwarding (clear and encrypted links).
+#[test]
+fn bad_datagrams_are_dropped_and_counted() {
+    for (prefix, extra, mode) in [
+        ("e2edpb", &[][..], "clear"),
+        ("e2edpe", &["--password", "forged"][..], "encrypted"),
+    ] {
+        let lab = lab(prefix, 2, Topology::Full);
+        mesh_with_containers(&lab, extra);
+        wait_ping(&lab, 1, "10.32.0.2");
+        let name = weft(&lab, 1, &["report", "-f", "{{.Router.Name}}"]).ok();
+        let sent = on_host(&lab, 1, &["python3", "-c", FORGER, name.trim(), mode]).ok();
+        assert!(sent.starts_with("sent "), "{sent}");
+        // Still forwarding, both ways.
+        assert!(ping_ok(&lab, 1, "10.32.0.2") || ping_ok(&lab, 1, "10.32.0.2"));
+        assert!(ping_ok(&lab, 2, "10.32.0.1") || ping_ok(&lab, 2, "10.32.0.1"));
+        let m = metrics(&lab, 2);
+        let drops = |reason: &str| {
+            counter(
+                &m,
+                &format!("weft_data_dropped_total{{reason=\"{reason}\"}}"),
+            )
+        };
+        assert!(drops("sleeve_malformed") >= 1, "{m}");
+        assert!(drops("unknown_sender") >= 2, "{m}");
+        assert!(drops("segment_malformed") >= 2, "{m}");
+        if mode == "encrypted" {
+            assert!(drops("decrypt_failed") >= 2, "{m}");
+        } else {
+            assert!(drops("sleeve_malformed") >= 3, "{m}");
+        }
+        // The connection survived.
+        let st = weft(&lab, 2, &["status", "connections"]).ok();
+        assert!(st.contains("established"), "{st}");
+    }
+}
