@@ -868,22 +868,22 @@ impl Actor {
                 self.next_msg_id = id.wrapping_add(1);
                 self.stats.segmented_sent += 1;
                 let r = sleeve_io::send_segments(&self.udp, to, data, id, &plan, gso).await;
-                if gso
-                    && r.as_ref().is_err_and(|e| {
-                        matches!(
-                            e.raw_os_error(),
-                            Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT)
-                        )
-                    })
-                {
-                    // No UDP GSO on this path: one datagram per segment from now on.
-                    warn!("UDP GSO to {to} failed ({r:?}); sending segments one by one");
-                    if let Some(io) = self.link_io.get_mut(&conn) {
-                        io.gso = false;
+                let errno = r.as_ref().err().and_then(io::Error::raw_os_error);
+                match errno {
+                    Some(libc::EIO | libc::ENOPROTOOPT) if gso => {
+                        // No UDP GSO here: one datagram per segment from now on.
+                        warn!("UDP GSO to {to} failed ({r:?}); sending segments one by one");
+                        if let Some(io) = self.link_io.get_mut(&conn) {
+                            io.gso = false;
+                        }
+                        sleeve_io::send_segments(&self.udp, to, data, id, &plan, false).await
                     }
-                    sleeve_io::send_segments(&self.udp, to, data, id, &plan, false).await
-                } else {
-                    r
+                    // Segments larger than the route's MTU (it shrank since the last refresh):
+                    // this once without GSO; the segment size follows within a second.
+                    Some(libc::EINVAL) if gso => {
+                        sleeve_io::send_segments(&self.udp, to, data, id, &plan, false).await
+                    }
+                    _ => r,
                 }
             }
             None => sleeve_io::send_to(&self.udp, data, to).await,
