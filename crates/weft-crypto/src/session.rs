@@ -12,12 +12,11 @@
 //! and is the input keying material of the fastdp IPsec keys ([`crate::ipsec`]).
 
 use rand_core::{CryptoRng, RngCore};
-use salsa20::cipher::consts::U10;
-use salsa20::cipher::generic_array::GenericArray;
 use sha2::{Digest, Sha256};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::xsalsa::hsalsa20;
 use crate::CryptoError;
 
 /// Length of an X25519 public or private key and of the session key.
@@ -143,13 +142,11 @@ impl EphemeralKeyPair {
             return Err(CryptoError::WeakPublicKey);
         }
         // crypto_box_beforenm: HSalsa20 over a zero input, keyed by the DH output.
-        let zero_input = GenericArray::from([0u8; 16]);
-        let mut beforenm = salsa20::hsalsa::<U10>(shared.as_bytes().into(), &zero_input);
+        let beforenm = hsalsa20(shared.as_bytes(), &[0u8; 16]);
 
         let mut hasher = Sha256::new();
         hasher.update(beforenm.as_slice());
         hasher.update(password);
-        beforenm.as_mut_slice().zeroize();
         Ok(SessionKey(hasher.finalize().into()))
     }
 }

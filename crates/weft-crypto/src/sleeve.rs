@@ -22,9 +22,7 @@
 //! Everything works in place on a caller buffer; nothing allocates per
 //! packet. Each decryptor allocates its four 128 KiB bitmaps once.
 
-use crypto_secretbox::aead::{AeadInPlace, KeyInit};
-use crypto_secretbox::{Tag, XSalsa20Poly1305};
-
+use crate::secretbox::SecretBox;
 use crate::tcp::{NONCE_LEN, NONCE_OUTBOUND_BIT, TAG_LEN};
 use crate::{CryptoError, SessionKey, Side};
 
@@ -141,7 +139,7 @@ pub fn sleeve_nonce(sender: Side, seq_field: u64) -> [u8; NONCE_LEN] {
 /// Encrypts the packets of one stream (DF or non-DF) that this peer sends
 /// on one connection.
 pub struct SleeveEncryptor {
-    cipher: XSalsa20Poly1305,
+    cipher: SecretBox,
     local: Side,
     sender: [u8; PEER_NAME_LEN],
     stream: SleeveStream,
@@ -159,7 +157,7 @@ impl SleeveEncryptor {
         stream: SleeveStream,
     ) -> SleeveEncryptor {
         SleeveEncryptor {
-            cipher: XSalsa20Poly1305::new(key.as_bytes().into()),
+            cipher: SecretBox::new(key.as_bytes()),
             local,
             sender,
             stream,
@@ -186,10 +184,7 @@ impl SleeveEncryptor {
         let field = seq_field(self.stream, seq);
         let nonce = sleeve_nonce(self.local, field);
         let (header, body) = packet.split_at_mut(SLEEVE_OVERHEAD);
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(&nonce.into(), &[], body)
-            .map_err(|_| CryptoError::DecryptFailed)?; // unreachable: no AAD
+        let tag = self.cipher.seal_in_place_detached(&nonce, body);
         header[..PEER_NAME_LEN].copy_from_slice(&self.sender);
         header[PEER_NAME_LEN..SLEEVE_CLEAR_HEADER_LEN].copy_from_slice(&field.to_be_bytes());
         header[SLEEVE_CLEAR_HEADER_LEN..].copy_from_slice(&tag);
@@ -322,7 +317,7 @@ impl ReplayWindow {
 /// Decrypts the sleeve packets this peer receives on one connection, for
 /// both streams, with replay protection.
 pub struct SleeveDecryptor {
-    cipher: XSalsa20Poly1305,
+    cipher: SecretBox,
     /// The side that sends what we decrypt: the peer's.
     remote: Side,
     windows: [ReplayWindow; 2],
@@ -333,7 +328,7 @@ impl SleeveDecryptor {
     /// TCP connection. Allocates the replay bitmaps (4 × 128 KiB).
     pub fn new(key: &SessionKey, local: Side) -> SleeveDecryptor {
         SleeveDecryptor {
-            cipher: XSalsa20Poly1305::new(key.as_bytes().into()),
+            cipher: SecretBox::new(key.as_bytes()),
             remote: local.peer(),
             windows: [ReplayWindow::new(), ReplayWindow::new()],
         }
@@ -358,10 +353,9 @@ impl SleeveDecryptor {
         let header = SleeveHeader::parse(packet)?;
         let nonce = sleeve_nonce(self.remote, header.seq_field());
         let (head, body) = packet.split_at_mut(SLEEVE_OVERHEAD);
-        let tag = Tag::clone_from_slice(&head[SLEEVE_CLEAR_HEADER_LEN..]);
-        self.cipher
-            .decrypt_in_place_detached(&nonce.into(), &[], body, &tag)
-            .map_err(|_| CryptoError::DecryptFailed)?;
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&head[SLEEVE_CLEAR_HEADER_LEN..]);
+        self.cipher.open_in_place_detached(&nonce, body, &tag)?;
         if self.windows[header.stream.index()].accept(header.seq) {
             Ok(Some(body))
         } else {

@@ -17,9 +17,7 @@
 //!
 //! Both work in place on a caller-provided buffer and never allocate.
 
-use crypto_secretbox::aead::{AeadInPlace, KeyInit};
-use crypto_secretbox::{Tag, XSalsa20Poly1305};
-
+use crate::secretbox::SecretBox;
 use crate::{CryptoError, SessionKey, Side};
 
 /// Length of the Poly1305 tag that precedes every ciphertext.
@@ -52,7 +50,7 @@ pub fn tcp_nonce(sender: Side, counter: u64) -> [u8; NONCE_LEN] {
 
 /// Seals the messages this peer sends on one connection.
 pub struct TcpSealer {
-    cipher: XSalsa20Poly1305,
+    cipher: SecretBox,
     local: Side,
     /// Counter of the next message; `None` once all 2^64 are used.
     next: Option<u64>,
@@ -63,7 +61,7 @@ impl TcpSealer {
     /// connection. The first message (the features) uses counter 0.
     pub fn new(key: &SessionKey, local: Side) -> TcpSealer {
         TcpSealer {
-            cipher: XSalsa20Poly1305::new(key.as_bytes().into()),
+            cipher: SecretBox::new(key.as_bytes()),
             local,
             next: Some(0),
         }
@@ -93,10 +91,7 @@ impl TcpSealer {
         let counter = self.next.ok_or(CryptoError::CounterExhausted)?;
         let nonce = tcp_nonce(self.local, counter);
         let (tag_room, body) = buf.split_at_mut(TAG_LEN);
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(&nonce.into(), &[], body)
-            .map_err(|_| CryptoError::DecryptFailed)?; // unreachable: no AAD
+        let tag = self.cipher.seal_in_place_detached(&nonce, body);
         tag_room.copy_from_slice(&tag);
         self.next = counter.checked_add(1);
         Ok(())
@@ -129,7 +124,7 @@ impl std::fmt::Debug for TcpSealer {
 
 /// Opens the messages this peer receives on one connection.
 pub struct TcpOpener {
-    cipher: XSalsa20Poly1305,
+    cipher: SecretBox,
     /// The side that sends what we open: the peer's.
     remote: Side,
     /// Counter of the next message expected.
@@ -141,7 +136,7 @@ impl TcpOpener {
     /// connection (the nonces used are those of the other end).
     pub fn new(key: &SessionKey, local: Side) -> TcpOpener {
         TcpOpener {
-            cipher: XSalsa20Poly1305::new(key.as_bytes().into()),
+            cipher: SecretBox::new(key.as_bytes()),
             remote: local.peer(),
             next: Some(0),
         }
@@ -173,11 +168,10 @@ impl TcpOpener {
         }
         let counter = self.next.ok_or(CryptoError::CounterExhausted)?;
         let nonce = tcp_nonce(self.remote, counter);
-        let (tag, body) = sealed.split_at_mut(TAG_LEN);
-        let tag = Tag::clone_from_slice(tag);
-        self.cipher
-            .decrypt_in_place_detached(&nonce.into(), &[], body, &tag)
-            .map_err(|_| CryptoError::DecryptFailed)?;
+        let (tag_bytes, body) = sealed.split_at_mut(TAG_LEN);
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(tag_bytes);
+        self.cipher.open_in_place_detached(&nonce, body, &tag)?;
         self.next = counter.checked_add(1);
         Ok(body)
     }

@@ -1,0 +1,247 @@
+//! Seals and opens fixed-size buffers with the `crypto_secretbox` crate (the
+//! baseline weft used before) and with `weft_crypto::secretbox`, and prints
+//! the throughput of each and their ratio. See README.md.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use crypto_secretbox::aead::{AeadInPlace, KeyInit};
+use crypto_secretbox::XSalsa20Poly1305;
+use poly1305::universal_hash::UniversalHash;
+use poly1305::Poly1305;
+use weft_crypto::secretbox::SecretBox;
+
+const KEY: [u8; 32] = [0x5c; 32];
+
+struct Args {
+    /// Bytes processed per measurement.
+    work: usize,
+    /// Measurements per case; the fastest is reported.
+    repeats: usize,
+    sizes: Vec<usize>,
+    /// Implementations to time (`baseline`, `avx512`, `avx2`, `scalar`).
+    impls: Vec<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        work: 256 << 20,
+        repeats: 3,
+        sizes: vec![65_536, 1_400],
+        impls: ["baseline", "avx512", "avx2", "scalar"]
+            .map(String::from)
+            .to_vec(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "--mib" => {
+                let v = value("--mib")?;
+                let mib: usize = v.parse().map_err(|_| format!("bad --mib {v}"))?;
+                args.work = mib.max(1) << 20;
+            }
+            "--repeats" => {
+                let v = value("--repeats")?;
+                args.repeats = v.parse().map_err(|_| format!("bad --repeats {v}"))?;
+                args.repeats = args.repeats.max(1);
+            }
+            "--sizes" => {
+                let v = value("--sizes")?;
+                args.sizes = v
+                    .split(',')
+                    .map(|s| s.parse::<usize>().map_err(|_| format!("bad size {s}")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--impls" => args.impls = value("--impls")?.split(',').map(String::from).collect(),
+            "-h" | "--help" => return Err(
+                "usage: weft-bench-crypto [--mib N] [--repeats N] [--sizes A,B,...] [--impls LIST]"
+                    .into(),
+            ),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+/// One secretbox implementation under test.
+enum Imp {
+    Baseline(XSalsa20Poly1305),
+    Weft(SecretBox),
+}
+
+impl Imp {
+    fn name(&self) -> String {
+        match self {
+            Imp::Baseline(_) => "crypto_secretbox 0.1.1".to_string(),
+            Imp::Weft(sb) => format!("weft-crypto ({})", sb.implementation()),
+        }
+    }
+
+    fn seal(&self, nonce: &[u8; 24], buf: &mut [u8]) -> [u8; 16] {
+        match self {
+            Imp::Baseline(c) => match c.encrypt_in_place_detached(nonce.into(), &[], buf) {
+                Ok(tag) => tag.into(),
+                Err(e) => panic!("crypto_secretbox seal: {e}"),
+            },
+            Imp::Weft(sb) => sb.seal_in_place_detached(nonce, buf),
+        }
+    }
+
+    fn open(&self, nonce: &[u8; 24], buf: &mut [u8], tag: &[u8; 16]) -> bool {
+        match self {
+            Imp::Baseline(c) => c
+                .decrypt_in_place_detached(nonce.into(), &[], buf, tag.into())
+                .is_ok(),
+            Imp::Weft(sb) => sb.open_in_place_detached(nonce, buf, tag).is_ok(),
+        }
+    }
+}
+
+fn nonce(i: u64) -> [u8; 24] {
+    let mut n = [0u8; 24];
+    n[0] = 0x80;
+    n[16..].copy_from_slice(&i.to_be_bytes());
+    n
+}
+
+/// Time of `iters` seals of a `size`-byte buffer, each with a new nonce.
+fn time_seal(imp: &Imp, size: usize, iters: u64) -> Duration {
+    let mut buf = vec![0xabu8; size];
+    let start = Instant::now();
+    for i in 0..iters {
+        black_box(imp.seal(&nonce(i), black_box(&mut buf)));
+    }
+    start.elapsed()
+}
+
+/// Time of `iters` opens of a `size`-byte box. Opening decrypts in place,
+/// so each round first restores the ciphertext with a copy; that copy is
+/// timed on its own and subtracted.
+fn time_open(imp: &Imp, size: usize, iters: u64) -> Duration {
+    let n = nonce(7);
+    let mut sealed = vec![0xabu8; size];
+    let tag = imp.seal(&n, &mut sealed);
+    let mut buf = sealed.clone();
+    let start = Instant::now();
+    for _ in 0..iters {
+        buf.copy_from_slice(&sealed);
+        assert!(imp.open(&n, black_box(&mut buf), &tag), "open failed");
+    }
+    let total = start.elapsed();
+    let start = Instant::now();
+    for _ in 0..iters {
+        buf.copy_from_slice(black_box(&sealed));
+        black_box(&mut buf);
+    }
+    total.saturating_sub(start.elapsed())
+}
+
+/// Time of `iters` Poly1305 tags over a `size`-byte buffer, computed the
+/// way weft-crypto does (whole blocks, then the unpadded tail), each with a
+/// fresh one-time key: the MAC's share of a seal or open.
+fn time_mac(size: usize, iters: u64) -> Duration {
+    let buf = vec![0xabu8; size];
+    let whole = size - size % 16;
+    let start = Instant::now();
+    for i in 0..iters {
+        let key = [i as u8; 32];
+        let mut mac = Poly1305::new((&key).into());
+        mac.update_padded(black_box(&buf[..whole]));
+        black_box(mac.compute_unpadded(&buf[whole..]));
+    }
+    start.elapsed()
+}
+
+fn gbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / d.as_secs_f64().max(1e-9) / 1e9
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+
+    // The baseline always runs (the ratios need it); then every requested
+    // weft implementation this CPU has.
+    let baseline = Imp::Baseline(XSalsa20Poly1305::new((&KEY).into()));
+    let mut all = vec![baseline];
+    for name in args.impls.iter().filter(|n| *n != "baseline") {
+        match SecretBox::with_implementation(&KEY, name) {
+            Some(sb) => all.push(Imp::Weft(sb)),
+            None => println!("(skipping {name}: unknown or not supported by this CPU)"),
+        }
+    }
+    // Cross-check before timing: every weft implementation produces the
+    // baseline's bytes.
+    for &size in &args.sizes {
+        let mut want = vec![0x11u8; size];
+        let want_tag = all[0].seal(&nonce(1), &mut want);
+        for imp in &all[1..] {
+            let mut got = vec![0x11u8; size];
+            let tag = imp.seal(&nonce(1), &mut got);
+            assert!(
+                got == want && tag == want_tag,
+                "{} differs at {size} bytes",
+                imp.name()
+            );
+        }
+    }
+
+    println!(
+        "secretbox throughput, {} MiB per measurement, best of {}; weft-crypto picks {} on this CPU",
+        args.work >> 20,
+        args.repeats,
+        SecretBox::new(&KEY).implementation()
+    );
+    println!(
+        "{:>7}  {:<5} {:<24} {:>8} {:>8}",
+        "bytes", "op", "implementation", "GB/s", "x base"
+    );
+    for &size in &args.sizes {
+        let iters = (args.work / size.max(1)).max(1) as u64;
+        let bytes = iters * size as u64;
+        for op in ["seal", "open"] {
+            // Rounds interleave the implementations so that noise from other
+            // load on the machine hits them alike.
+            let mut best = vec![Duration::MAX; all.len()];
+            for _ in 0..args.repeats {
+                for (imp, best) in all.iter().zip(best.iter_mut()) {
+                    let d = if op == "seal" {
+                        time_seal(imp, size, iters)
+                    } else {
+                        time_open(imp, size, iters)
+                    };
+                    *best = (*best).min(d);
+                }
+            }
+            let base = gbps(bytes, best[0]);
+            for (imp, d) in all.iter().zip(&best) {
+                let rate = gbps(bytes, *d);
+                println!(
+                    "{:>7}  {:<5} {:<24} {:>8.3} {:>7.2}x",
+                    size,
+                    op,
+                    imp.name(),
+                    rate,
+                    rate / base
+                );
+            }
+        }
+        let mac = (0..args.repeats)
+            .map(|_| time_mac(size, iters))
+            .min()
+            .unwrap_or(Duration::MAX);
+        println!(
+            "{:>7}  {:<5} {:<24} {:>8.3}",
+            size,
+            "mac",
+            "poly1305 0.8 alone",
+            gbps(bytes, mac)
+        );
+    }
+}
