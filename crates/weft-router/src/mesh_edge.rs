@@ -967,9 +967,18 @@ impl Actor {
         seg: usize,
         reassembler: &mut Reassembler,
     ) {
+        // Segments are taken only from a connected peer's address, so reassembly memory is
+        // bounded by the connections (64 KiB each), not by whoever sends.
+        let mut known = None;
         for d in data.chunks_mut(seg) {
             if !segment::is_segment(d) {
                 self.handle_datagram(from, d).await;
+                continue;
+            }
+            let known = *known
+                .get_or_insert_with(|| self.links.values().any(|l| l.remote_addr() == Some(from)));
+            if !known {
+                self.stats.drop("unknown_sender", 1);
                 continue;
             }
             match reassembler.push(from, d) {

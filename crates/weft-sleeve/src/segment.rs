@@ -290,9 +290,12 @@ impl Reassembler {
             slot.have = 0;
             slot.received = 0;
             slot.len = None;
-            let cap = usize::from(seg.count) * usize::from(seg.chunk_len);
-            slot.buf.clear();
-            slot.buf.resize(cap.min(MAX_UDP_PAYLOAD), 0);
+            // Only grows (to at most a UDP datagram): every byte of a completed message was
+            // written by one of its segments, so old contents never show.
+            let cap = (usize::from(seg.count) * usize::from(seg.chunk_len)).min(MAX_UDP_PAYLOAD);
+            if slot.buf.len() < cap {
+                slot.buf.resize(cap, 0);
+            }
         } else if slot.count != seg.count || slot.chunk_len != seg.chunk_len {
             return Err(SegmentError::Inconsistent);
         }
