@@ -454,14 +454,27 @@ struct LinkIo {
     df: Option<DfSocket>,
     /// The DF socket could not be opened (logged once); DF datagrams use the shared socket.
     df_failed: bool,
-    /// Segment size (UDP payload) for segmented datagrams: the path MTU − 28.
-    seg_size: usize,
+    /// The kernel's path MTU to the peer (refreshed every second; 1500 until known).
+    kernel_pmtu: usize,
     /// UDP GSO works on this path.
     gso: bool,
 }
 
-/// Segment size until the path MTU is known: a 1500-byte underlay.
-const DEFAULT_SEGMENT: usize = 1500 - weft_sleeve::packet::UDP_IP_OVERHEAD;
+/// The path MTU assumed until the kernel tells the DF socket's: a 1500-byte underlay.
+const DEFAULT_PMTU: usize = 1500;
+
+/// Segment size (UDP payload) for a segmented datagram on a link: the path MTU − 28, where the
+/// path MTU is the kernel's, lowered to what the link's PMTU search has verified so far (a
+/// path that drops big packets silently is then still used while the search runs).
+fn segment_size(link: &HeartbeatLink, io: &LinkIo) -> usize {
+    let searched = link
+        .known_good_mtu()
+        .map_or(usize::MAX, |m| usize::from(m) + link.overhead_df());
+    io.kernel_pmtu
+        .min(searched)
+        .saturating_sub(weft_sleeve::packet::UDP_IP_OVERHEAD)
+        .max(segment::MIN_SEGMENT)
+}
 /// Senders whose segmented datagrams are reassembled at once (one datagram in progress each).
 const MAX_REASSEMBLY_SENDERS: usize = 1024;
 
@@ -578,21 +591,10 @@ impl Actor {
 
     /// Copy the links' attributes (e.g. the verified MTU) into the mesh's status.
     fn refresh_attrs(&mut self) {
-        for (conn, io) in self.link_io.iter_mut() {
-            let kernel = io.df.as_ref().and_then(|d| d.path_mtu().ok());
-            let verified = self
-                .links
-                .get(conn)
-                .and_then(|l| l.mtu().map(|m| usize::from(m) + l.overhead_df()));
-            let pmtu = match (kernel, verified) {
-                (Some(k), Some(v)) => usize::from(k).min(v),
-                (Some(k), None) => usize::from(k),
-                (None, Some(v)) => v,
-                (None, None) => continue,
-            };
-            io.seg_size = pmtu
-                .saturating_sub(weft_sleeve::packet::UDP_IP_OVERHEAD)
-                .max(segment::MIN_SEGMENT);
+        for io in self.link_io.values_mut() {
+            if let Some(k) = io.df.as_ref().and_then(|d| d.path_mtu().ok()) {
+                io.kernel_pmtu = usize::from(k);
+            }
         }
         for (conn, link) in &self.links {
             if link.is_established() {
@@ -860,8 +862,10 @@ impl Actor {
         let plan = self
             .link_io
             .get(&conn)
-            .filter(|io| io.segments && data.len() > io.seg_size)
-            .and_then(|io| Plan::new(data.len(), io.seg_size).map(|p| (p, io.gso)));
+            .zip(self.links.get(&conn))
+            .map(|(io, link)| (io, segment_size(link, io)))
+            .filter(|(io, seg)| io.segments && data.len() > *seg)
+            .and_then(|(io, seg)| Plan::new(data.len(), seg).map(|p| (p, io.gso)));
         let r = match plan {
             Some((plan, gso)) => {
                 let id = self.next_msg_id;
@@ -911,7 +915,7 @@ impl Actor {
             segments: false,
             df: None,
             df_failed: false,
-            seg_size: DEFAULT_SEGMENT,
+            kernel_pmtu: DEFAULT_PMTU,
             gso: true,
         });
         if io.df.as_ref().map(DfSocket::remote) != Some(to) && !io.df_failed {
@@ -1191,7 +1195,7 @@ impl Actor {
                         segments,
                         df: None,
                         df_failed: false,
-                        seg_size: DEFAULT_SEGMENT,
+                        kernel_pmtu: DEFAULT_PMTU,
                         gso: true,
                     },
                 );

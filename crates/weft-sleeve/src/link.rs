@@ -219,6 +219,18 @@ impl HeartbeatLink {
         self.verified
     }
 
+    /// The largest overlay MTU known to get through: the verified one, or while a search is
+    /// running the highest candidate verified so far (at least [`MTU_FLOOR`]); `None` before
+    /// discovery started. Unlike [`current_mtu`](Self::current_mtu) this never names a size
+    /// that may be lost on a path that silently drops big packets.
+    pub fn known_good_mtu(&self) -> Option<u16> {
+        match (self.verified, self.search.candidate) {
+            (Some(v), _) => Some(v),
+            (None, 0) => None,
+            (None, _) => Some(self.search.highest_good),
+        }
+    }
+
     /// The MTU frames are sent with now: [`DEFAULT_MTU`] before discovery, the candidate while
     /// verifying, the verified value after (Weave's `fwd.mtu`). Compare with an IPv4 frame's
     /// length − 14 for the DF too-big check.
@@ -825,13 +837,24 @@ mod tests {
     fn binary_search_finds_the_path_mtu() {
         let (mut a, mut b, now) = established(None);
         while a.poll_transmit_df().is_some() {}
+        assert_eq!(a.known_good_mtu(), None, "no search yet");
         a.handle_emsgsize(now, 1500);
+        assert_eq!(
+            a.known_good_mtu(),
+            Some(MTU_FLOOR),
+            "only the floor is known at first"
+        );
         let mut t = now;
         let addr = "198.18.0.1:6783".parse().unwrap();
+        let mut good = MTU_FLOOR;
         for _ in 0..10_000 {
             if a.mtu().is_some() {
                 break;
             }
+            // What is known to work only grows, and never past what the path takes.
+            let k = a.known_good_mtu().unwrap();
+            assert!(k >= good && k <= 1400, "{k}");
+            good = k;
             while let Some(mut x) = a.poll_transmit_df() {
                 // The path drops datagrams carrying more than an overlay MTU of 1400
                 // (UDP payload = MTU + 14 + 14 + 6).
@@ -852,6 +875,7 @@ mod tests {
             }
         }
         assert_eq!(a.mtu(), Some(1400));
+        assert_eq!(a.known_good_mtu(), Some(1400));
     }
 
     #[test]

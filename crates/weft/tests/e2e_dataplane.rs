@@ -525,3 +525,53 @@ fn bad_datagrams_are_dropped_and_counted() {
         assert!(st.contains("established"), "{st}");
     }
 }
+
+/// The underlay silently drops frames over 1300 bytes between the hosts (their own
+/// interfaces say 1500, so the kernel never learns better). Traffic between two weft routers
+/// keeps flowing while the PMTU search runs (segments sized to what it has verified so far),
+/// and the search settles on 1300 − 62 = 1238.
+#[test]
+fn silent_mtu_black_hole_on_the_underlay() {
+    let lab = lab("e2edpm", 2, Topology::Full);
+    for dev in ["br0", "h1", "h2"] {
+        let st = std::process::Command::new("ip")
+            .args(["-n", "e2edpm-ul", "link", "set", dev, "mtu", "1300"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "setting the MTU of {dev} in the underlay");
+    }
+    mesh_with_containers(&lab, &[]);
+    let established = Instant::now();
+    // A large ping crosses at once, long before the search can have finished (~13 s here).
+    wait_until("an 8000-byte ping", Duration::from_secs(5), || {
+        let r = in_container(
+            &lab,
+            1,
+            &["ping", "-c", "1", "-W", "1", "-s", "8000", "10.32.0.2"],
+        );
+        if r.code == 0 {
+            Ok(())
+        } else {
+            Err(r.stdout)
+        }
+    })
+    .unwrap();
+    eprintln!(
+        "8000-byte ping through after {:.1} s",
+        established.elapsed().as_secs_f64()
+    );
+    wait_until("mtu=1238 verified", Duration::from_secs(40), || {
+        let s = weft(&lab, 1, &["status", "connections"]).ok();
+        if s.contains("mtu=1238") {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    })
+    .unwrap();
+    eprintln!(
+        "mtu=1238 verified after {:.1} s",
+        established.elapsed().as_secs_f64()
+    );
+    assert!(ping_ok(&lab, 2, "10.32.0.1"));
+}
