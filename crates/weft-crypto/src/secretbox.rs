@@ -165,12 +165,8 @@ mod tests {
     use crypto_secretbox::XSalsa20Poly1305;
     use proptest::prelude::*;
 
-    /// Every keystream implementation this machine can run.
     fn backends() -> Vec<Backend> {
-        let mut all = vec![Backend::scalar()];
-        all.extend(Backend::avx2());
-        all.extend(Backend::avx512());
-        all
+        Backend::all()
     }
 
     fn reference_seal(key: &[u8; 32], nonce: &[u8; 24], buf: &mut [u8]) -> [u8; 16] {

@@ -124,6 +124,15 @@ impl Backend {
         })
     }
 
+    /// Every implementation this machine can run (for tests that cover them all).
+    #[cfg(test)]
+    pub(crate) fn all() -> Vec<Backend> {
+        let mut all = vec![Backend::scalar()];
+        all.extend(Backend::avx2());
+        all.extend(Backend::avx512());
+        all
+    }
+
     /// The portable implementation, available everywhere.
     pub(crate) fn scalar() -> Backend {
         Backend(Kind::Scalar)
@@ -549,12 +558,8 @@ mod tests {
     use proptest::prelude::*;
     use salsa20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 
-    /// Every implementation this machine can run.
     fn backends() -> Vec<Backend> {
-        let mut all = vec![Backend::scalar()];
-        all.extend(Backend::avx2());
-        all.extend(Backend::avx512());
-        all
+        Backend::all()
     }
 
     /// The `salsa20` crate's keystream XOR from byte `pos` of the stream.

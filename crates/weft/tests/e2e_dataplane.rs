@@ -163,18 +163,20 @@ fn two_hosts_ping_and_a_100mb_transfer() {
         "{m2}"
     );
     // The link's path MTU was discovered over the DF path: 1500 − 62.
-    wait_until(
-        "mtu=1438 in the connection status",
-        Duration::from_secs(10),
-        || {
-            let s = weft(&lab, 1, &["status", "connections"]).ok();
-            if s.contains("mtu=1438") {
-                Ok(())
-            } else {
-                Err(s)
-            }
-        },
-    )
+    wait_mtu(&lab, 1, 1438, Duration::from_secs(10));
+}
+
+/// Wait until host `i`'s connection status shows an established link with `mtu=N`.
+fn wait_mtu(lab: &LabGuard, i: usize, mtu: u16, within: Duration) {
+    let want = format!("mtu={mtu}");
+    wait_until(&format!("{want} verified"), within, || {
+        let s = weft(lab, i, &["status", "connections"]).ok();
+        if s.contains("established") && s.contains(&want) {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    })
     .unwrap();
 }
 
@@ -204,15 +206,7 @@ fn weave_only_peer_gets_pmtu_discovery_and_frag_needed() {
     weft(&lab, 1, &["attach", "10.32.0.1/12", "netns:e2edpw-h1-c1"]).ok();
     weft(&lab, 2, &["attach", "10.32.0.2/12", "netns:e2edpw-h2-c2"]).ok();
     for i in [1, 2] {
-        wait_until("mtu=1438 verified", Duration::from_secs(20), || {
-            let s = weft(&lab, i, &["status", "connections"]).ok();
-            if s.contains("established") && s.contains("mtu=1438") {
-                Ok(())
-            } else {
-                Err(s)
-            }
-        })
-        .unwrap();
+        wait_mtu(&lab, i, 1438, Duration::from_secs(20));
     }
     wait_ping(&lab, 1, "10.32.0.2");
     // 1410 + 28 = 1438 bytes fit; one byte more with DF does not.
@@ -560,15 +554,7 @@ fn silent_mtu_black_hole_on_the_underlay() {
         "8000-byte ping through after {:.1} s",
         established.elapsed().as_secs_f64()
     );
-    wait_until("mtu=1238 verified", Duration::from_secs(40), || {
-        let s = weft(&lab, 1, &["status", "connections"]).ok();
-        if s.contains("mtu=1238") {
-            Ok(())
-        } else {
-            Err(s)
-        }
-    })
-    .unwrap();
+    wait_mtu(&lab, 1, 1238, Duration::from_secs(40));
     eprintln!(
         "mtu=1238 verified after {:.1} s",
         established.elapsed().as_secs_f64()
