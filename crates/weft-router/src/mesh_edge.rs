@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -305,6 +305,7 @@ pub fn start(
         next_msg_id: rand::random(),
         pool: BufferPool::default(),
         captured: Vec::new(),
+        reassembler: Reassembler::new(MAX_REASSEMBLY_SENDERS),
     };
     tokio::spawn(actor.run(rx));
     Ok(MeshHandle { tx })
@@ -435,6 +436,8 @@ struct Actor {
     pool: BufferPool,
     /// Frames read from the capture device in one wake-up.
     captured: Vec<Vec<u8>>,
+    /// Segmented datagrams from weft peers being put back together.
+    reassembler: Reassembler,
 }
 
 /// A frame queued for a next hop.
@@ -452,12 +455,28 @@ struct LinkIo {
     segments: bool,
     /// Weave's DF path to the peer (opened at the first DF send).
     df: Option<DfSocket>,
-    /// The DF socket could not be opened (logged once); DF datagrams use the shared socket.
-    df_failed: bool,
+    /// The DF socket to this address could not be opened (logged); DF datagrams use the
+    /// shared socket until the peer's address changes.
+    df_failed_for: Option<SocketAddrV4>,
     /// The kernel's path MTU to the peer (refreshed every second; 1500 until known).
     kernel_pmtu: usize,
     /// UDP GSO works on this path.
     gso: bool,
+    /// The kernel refused GSO sends of this segment size (larger than the route takes).
+    gso_refused_at: Option<usize>,
+}
+
+impl LinkIo {
+    fn new() -> LinkIo {
+        LinkIo {
+            segments: false,
+            df: None,
+            df_failed_for: None,
+            kernel_pmtu: DEFAULT_PMTU,
+            gso: true,
+            gso_refused_at: None,
+        }
+    }
 }
 
 /// The path MTU assumed until the kernel tells the DF socket's: a 1500-byte underlay.
@@ -475,8 +494,10 @@ fn segment_size(link: &HeartbeatLink, io: &LinkIo) -> usize {
         .saturating_sub(weft_sleeve::packet::UDP_IP_OVERHEAD)
         .max(segment::MIN_SEGMENT)
 }
-/// Senders whose segmented datagrams are reassembled at once (one datagram in progress each).
-const MAX_REASSEMBLY_SENDERS: usize = 1024;
+/// Senders whose segmented datagrams are reassembled at once (one datagram in progress each,
+/// 64 KiB at most). Only connected peers' addresses get one, and a peer's goes with its
+/// connection; this bounds the memory even with more connections than this.
+const MAX_REASSEMBLY_SENDERS: usize = 256;
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
@@ -491,7 +512,6 @@ impl Actor {
         }
         self.mesh.handle_timeout(now);
         let mut buf = vec![0u8; 65536];
-        let mut reassembler = Reassembler::new(MAX_REASSEMBLY_SENDERS);
         loop {
             self.drain().await;
             let wake = self
@@ -517,13 +537,19 @@ impl Actor {
                 },
                 r = self.tap.readable() => match r {
                     Ok(mut guard) => {
+                        let mut tap_error = None;
                         let mut batch = std::mem::take(&mut self.captured);
                         for _ in 0..=BATCH {
                             let mut frame = self.pool.take();
                             match guard.try_io(|tap| read_frame(tap.get_ref(), &mut frame)) {
-                                Ok(Ok(0)) | Err(_) => {
+                                Err(_would_block) => {
                                     // Nothing more to read now (readiness cleared).
                                     self.pool.give(frame);
+                                    break;
+                                }
+                                Ok(Ok(0)) => {
+                                    self.pool.give(frame);
+                                    guard.clear_ready();
                                     break;
                                 }
                                 Ok(Ok(n)) if n <= SMALL_FRAME => {
@@ -534,13 +560,20 @@ impl Actor {
                                 Ok(Err(e)) => {
                                     self.pool.give(frame);
                                     if e.kind() != io::ErrorKind::Interrupted {
-                                        warn!("capture device: {e}");
+                                        // Wait for the next readiness, and not at once: a
+                                        // broken device must not spin the actor.
+                                        guard.clear_ready();
+                                        tap_error = Some(e);
                                         break;
                                     }
                                 }
                             }
                         }
                         drop(guard);
+                        if let Some(e) = tap_error.take() {
+                            warn!("capture device: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
                         for frame in batch.drain(..) {
                             self.handle_captured(frame).await;
                         }
@@ -553,10 +586,12 @@ impl Actor {
                         for _ in 0..=BATCH {
                             match sleeve_io::try_recv(&self.udp, &mut buf) {
                                 Ok((n, from, seg)) => {
-                                    self.handle_received(from, &mut buf[..n], seg, &mut reassembler)
-                                        .await
+                                    self.handle_received(from, &mut buf[..n], seg).await
                                 }
                                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                                    self.stats.drop("truncated", 1);
+                                }
                                 Err(e) => {
                                     debug!("sleeve socket: {e}");
                                     break;
@@ -785,7 +820,10 @@ impl Actor {
                             // As if the destination peer had answered the source peer.
                             replies.push((p.dst, p.src, icmp));
                         }
-                        Err(e) => debug!("cannot answer a too-big frame: {e}"),
+                        Err(e) => {
+                            self.stats.drop("too_big_unanswered", 1);
+                            debug!("cannot answer a too-big frame: {e}");
+                        }
                     }
                 }
                 SendPlan::DropTooBigBroadcast => self.stats.drop("too_big_broadcast", 1),
@@ -865,40 +903,80 @@ impl Actor {
             .zip(self.links.get(&conn))
             .map(|(io, link)| (io, segment_size(link, io)))
             .filter(|(io, seg)| io.segments && data.len() > *seg)
-            .and_then(|(io, seg)| Plan::new(data.len(), seg).map(|p| (p, io.gso)));
-        let r = match plan {
-            Some((plan, gso)) => {
-                let id = self.next_msg_id;
-                self.next_msg_id = id.wrapping_add(1);
-                self.stats.segmented_sent += 1;
-                let r = sleeve_io::send_segments(&self.udp, to, data, id, &plan, gso).await;
-                let errno = r.as_ref().err().and_then(io::Error::raw_os_error);
-                match errno {
-                    Some(libc::EIO | libc::ENOPROTOOPT) if gso => {
-                        // No UDP GSO here: one datagram per segment from now on.
-                        warn!("UDP GSO to {to} failed ({r:?}); sending segments one by one");
-                        if let Some(io) = self.link_io.get_mut(&conn) {
-                            io.gso = false;
-                        }
-                        sleeve_io::send_segments(&self.udp, to, data, id, &plan, false).await
-                    }
-                    // Segments larger than the route's MTU (it shrank since the last refresh):
-                    // this once without GSO; the segment size follows within a second.
-                    Some(libc::EINVAL) if gso => {
-                        sleeve_io::send_segments(&self.udp, to, data, id, &plan, false).await
-                    }
-                    _ => r,
+            .and_then(|(io, seg)| {
+                let gso = io.gso && io.gso_refused_at != Some(seg);
+                Plan::new(data.len(), seg).map(|p| (p, seg, gso))
+            });
+        let Some((plan, seg, gso)) = plan else {
+            return match sleeve_io::send_to(&self.udp, data, to).await {
+                Ok(()) => true,
+                Err(e) => {
+                    debug!("sleeve send to {to}: {e}");
+                    false
                 }
-            }
-            None => sleeve_io::send_to(&self.udp, data, to).await,
+            };
         };
+        let src = self.local_ipv4(conn);
+        let id = self.next_msg_id;
+        self.next_msg_id = id.wrapping_add(1);
+        let mut r = sleeve_io::send_segments(&self.udp, to, src, data, id, &plan, gso, 0).await;
+        if let Err(e) = &r {
+            let sent = e.sent;
+            match e.error.raw_os_error() {
+                Some(libc::EIO | libc::ENOPROTOOPT) if gso => {
+                    // No UDP GSO here: one datagram per segment from now on.
+                    warn!(
+                        "UDP GSO to {to} failed ({}); sending segments one by one",
+                        e.error
+                    );
+                    if let Some(io) = self.link_io.get_mut(&conn) {
+                        io.gso = false;
+                    }
+                }
+                // Segments larger than the route takes (its MTU shrank): no GSO at this
+                // segment size; the size follows the kernel's path MTU within a second.
+                Some(libc::EINVAL) if gso => {
+                    warn!(
+                        "UDP GSO of {seg}-byte segments to {to} refused; sending them one by one"
+                    );
+                    if let Some(io) = self.link_io.get_mut(&conn) {
+                        io.gso_refused_at = Some(seg);
+                    }
+                }
+                _ => {}
+            }
+            if gso
+                && matches!(
+                    e.error.raw_os_error(),
+                    Some(libc::EIO | libc::ENOPROTOOPT | libc::EINVAL)
+                )
+            {
+                // Resume where the failed send stopped: no segment goes twice.
+                r = sleeve_io::send_segments(&self.udp, to, src, data, id, &plan, false, sent)
+                    .await;
+            }
+        }
         match r {
-            Ok(()) => true,
+            Ok(()) => {
+                self.stats.segmented_sent += 1;
+                true
+            }
             Err(e) => {
-                debug!("sleeve send to {to}: {e}");
+                debug!("sleeve send to {to}: {}", e.error);
                 false
             }
         }
+    }
+
+    /// Our address on the TCP connection `conn`, when it is a specific IPv4 address.
+    fn local_ipv4(&self, conn: ConnId) -> Option<Ipv4Addr> {
+        self.peers
+            .get(&conn)
+            .and_then(|p| p.local_addr)
+            .and_then(|a| match a.ip() {
+                IpAddr::V4(v) if !v.is_unspecified() => Some(v),
+                _ => None,
+            })
     }
 
     /// Send a datagram on link `conn`'s DF path. `EMSGSIZE` tells the link the path MTU
@@ -911,28 +989,25 @@ impl Actor {
         let Some(SocketAddr::V4(to)) = link.remote_addr() else {
             return false;
         };
-        let io = self.link_io.entry(conn).or_insert_with(|| LinkIo {
-            segments: false,
-            df: None,
-            df_failed: false,
-            kernel_pmtu: DEFAULT_PMTU,
-            gso: true,
-        });
-        if io.df.as_ref().map(DfSocket::remote) != Some(to) && !io.df_failed {
-            let local = self
-                .peers
-                .get(&conn)
-                .and_then(|p| p.local_addr)
-                .and_then(|a| match a.ip() {
-                    IpAddr::V4(v) if !v.is_unspecified() => Some(v),
-                    _ => None,
-                });
+        let local = self
+            .peers
+            .get(&conn)
+            .and_then(|p| p.local_addr)
+            .and_then(|a| match a.ip() {
+                IpAddr::V4(v) if !v.is_unspecified() => Some(v),
+                _ => None,
+            });
+        let io = self.link_io.entry(conn).or_insert_with(LinkIo::new);
+        if io.df.as_ref().map(DfSocket::remote) != Some(to) && io.df_failed_for != Some(to) {
+            io.df = None;
             match DfSocket::open(local, to, self.settings.port) {
-                Ok(d) => io.df = Some(d),
+                Ok(d) => {
+                    io.df = Some(d);
+                    io.df_failed_for = None;
+                }
                 Err(e) => {
                     warn!("cannot open the DF socket to {to} ({e}); PMTU discovery is off for it");
-                    io.df_failed = true;
-                    io.df = None;
+                    io.df_failed_for = Some(to);
                 }
             }
         }
@@ -964,13 +1039,7 @@ impl Actor {
 
     /// What one receive brought: one datagram, or several of `seg` bytes each (GRO), each a
     /// Weave sleeve datagram or one segment of a weft segmented datagram.
-    async fn handle_received(
-        &mut self,
-        from: SocketAddr,
-        data: &mut [u8],
-        seg: usize,
-        reassembler: &mut Reassembler,
-    ) {
+    async fn handle_received(&mut self, from: SocketAddr, data: &mut [u8], seg: usize) {
         // Segments are taken only from a connected peer's address, so reassembly memory is
         // bounded by the connections (64 KiB each), not by whoever sends.
         let mut known = None;
@@ -985,6 +1054,8 @@ impl Actor {
                 self.stats.drop("unknown_sender", 1);
                 continue;
             }
+            let mut reassembler = std::mem::replace(&mut self.reassembler, Reassembler::new(1));
+            let abandoned = reassembler.stats.abandoned;
             match reassembler.push(from, d) {
                 Ok(Pushed::Complete(msg)) => {
                     self.stats.reassembled += 1;
@@ -997,6 +1068,10 @@ impl Actor {
                     debug!("segment from {from} dropped: {e}");
                 }
             }
+            // A datagram one of whose segments never came.
+            self.stats
+                .drop("segments_lost", reassembler.stats.abandoned - abandoned);
+            self.reassembler = reassembler;
         }
     }
 
@@ -1193,10 +1268,7 @@ impl Actor {
                     conn,
                     LinkIo {
                         segments,
-                        df: None,
-                        df_failed: false,
-                        kernel_pmtu: DEFAULT_PMTU,
-                        gso: true,
+                        ..LinkIo::new()
                     },
                 );
             }
@@ -1272,14 +1344,25 @@ impl Actor {
         self.forget_conn(now, conn, Some(why));
     }
 
+    /// Forget a connection's link: its edge state and any datagram half put back together.
+    fn drop_link(&mut self, conn: ConnId) -> Option<HeartbeatLink> {
+        self.link_io.remove(&conn);
+        let link = self.links.remove(&conn)?;
+        if self.link_by_name.get(&link.remote()) == Some(&conn) {
+            self.link_by_name.remove(&link.remote());
+        }
+        if let Some(a) = link.remote_addr() {
+            let before = self.reassembler.stats.abandoned;
+            self.reassembler.remove(a);
+            self.stats
+                .drop("segments_lost", self.reassembler.stats.abandoned - before);
+        }
+        Some(link)
+    }
+
     /// Drop what the actor holds for a connection and tell the mesh.
     fn forget_conn(&mut self, now: Instant, conn: ConnId, why: Option<String>) {
-        self.link_io.remove(&conn);
-        if let Some(link) = self.links.remove(&conn) {
-            if self.link_by_name.get(&link.remote()) == Some(&conn) {
-                self.link_by_name.remove(&link.remote());
-            }
-        }
+        self.drop_link(conn);
         if let Some(p) = self.peers.get_mut(&conn) {
             if p.ready {
                 p.ready = false;
@@ -1461,8 +1544,7 @@ impl Actor {
                         if let Some(p) = self.peers.get(&conn) {
                             let _ = p.cmd.send(ConnCmd::Close(reason));
                         }
-                        self.links.remove(&conn);
-                        self.link_io.remove(&conn);
+                        self.drop_link(conn);
                         if let Some(p) = self.peers.get_mut(&conn) {
                             p.ready = false;
                         }

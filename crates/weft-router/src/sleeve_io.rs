@@ -75,7 +75,9 @@ pub fn configure_shared(udp: &UdpSocket) -> bool {
 }
 
 /// One receive: bytes, sender, and the size of each datagram in the buffer (several
-/// equal-sized datagrams when GRO coalesced them; the last may be shorter).
+/// equal-sized datagrams when GRO coalesced them; the last may be shorter). A receive that
+/// did not fit the buffer is an error of kind `InvalidData` (drop it whole: its last datagram
+/// was cut).
 pub fn try_recv(udp: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, usize)> {
     udp.try_io(Interest::READABLE, || {
         let mut iov = [IoSliceMut::new(buf)];
@@ -87,6 +89,12 @@ pub fn try_recv(udp: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAdd
             MsgFlags::MSG_DONTWAIT,
         )
         .map_err(errno)?;
+        if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "receive larger than the buffer",
+            ));
+        }
         let mut seg = msg.bytes;
         if let Ok(cmsgs) = msg.cmsgs() {
             for c in cmsgs {
@@ -120,21 +128,40 @@ pub async fn send_to(udp: &UdpSocket, data: &[u8], to: SocketAddr) -> io::Result
     }
 }
 
-/// Send `msg` to `to` cut into segments per `plan`, `plan.per_send` segments per UDP GSO
-/// send. Headers and chunks go out as an I/O vector: the message is not copied.
+/// A segmented send that failed after `sent` segments had gone out.
+#[derive(Debug)]
+pub struct SegmentsError {
+    pub sent: usize,
+    pub error: io::Error,
+}
+
+/// Send `msg` to `to` cut into segments per `plan`, from segment `first` on, `plan.per_send`
+/// segments per UDP GSO send (one per send without `gso`). Headers and chunks go out as an
+/// I/O vector: the message is not copied. `src`: the source address to send from (the local
+/// address of the peer's TCP connection, so that segments come from the address the peer
+/// knows us by, as heartbeats on the DF socket do); the route's choice when `None`.
+#[allow(clippy::too_many_arguments)]
 pub async fn send_segments(
     udp: &UdpSocket,
     to: SocketAddr,
+    src: Option<Ipv4Addr>,
     msg: &[u8],
     msg_id: u32,
     plan: &Plan,
     gso: bool,
-) -> io::Result<()> {
-    let addr = v4(to)?;
+    mut first: usize,
+) -> Result<(), SegmentsError> {
+    let addr = v4(to).map_err(|error| SegmentsError { sent: first, error })?;
     let seg_size = plan.chunk_len + SEGMENT_HEADER_LEN;
     let per_send = if gso { plan.per_send } else { 1 };
     let mut headers = [[0u8; SEGMENT_HEADER_LEN]; MAX_GSO_SEGMENTS];
-    let mut first = 0;
+    let pktinfo = src.map(|ip| libc::in_pktinfo {
+        ipi_ifindex: 0,
+        ipi_spec_dst: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        ipi_addr: libc::in_addr { s_addr: 0 },
+    });
     while first < plan.count {
         let n = per_send.min(plan.count - first);
         for (k, h) in headers[..n].iter_mut().enumerate() {
@@ -147,8 +174,16 @@ pub async fn send_segments(
         }
         let iov = &iov[..2 * n];
         let gso_size = seg_size as u16;
-        let cmsg_gso = [ControlMessage::UdpGsoSegments(&gso_size)];
-        let cmsgs: &[ControlMessage<'_>] = if n > 1 { &cmsg_gso } else { &[] };
+        let mut cmsg_buf = [ControlMessage::UdpGsoSegments(&gso_size); 2];
+        let mut cmsgs = 0;
+        if n > 1 {
+            cmsgs += 1;
+        }
+        if let Some(info) = &pktinfo {
+            cmsg_buf[cmsgs] = ControlMessage::Ipv4PacketInfo(info);
+            cmsgs += 1;
+        }
+        let cmsgs = &cmsg_buf[..cmsgs];
         let send = || {
             sendmsg(
                 udp.as_raw_fd(),
@@ -159,13 +194,14 @@ pub async fn send_segments(
             )
             .map_err(errno)
         };
-        match udp.try_io(Interest::WRITABLE, send) {
+        let r = match udp.try_io(Interest::WRITABLE, send) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                udp.async_io(Interest::WRITABLE, send).await?;
+                udp.async_io(Interest::WRITABLE, send).await
             }
-            r => {
-                r?;
-            }
+            r => r,
+        };
+        if let Err(error) = r {
+            return Err(SegmentsError { sent: first, error });
         }
         first += n;
     }
@@ -175,6 +211,9 @@ pub async fn send_segments(
 /// Weave's DF path to one peer: a raw UDP socket connected to the peer's IP with
 /// `IP_PMTUDISC_DO`. The UDP header is ours: source port = the mesh port, checksum 0 (as
 /// Weave sends it). Everything the raw socket would receive is dropped by a filter.
+/// Send buffer of each DF socket.
+const DF_SEND_BUFFER: i32 = 4 << 20;
+
 pub struct DfSocket {
     fd: OwnedFd,
     remote: SocketAddrV4,
@@ -233,6 +272,22 @@ impl DfSocket {
         };
         if r != 0 {
             return Err(io::Error::last_os_error());
+        }
+        // Whatever arrived before the filter was attached.
+        let mut scratch = [0u8; 2048];
+        // SAFETY: a valid fd and a buffer of the length given.
+        while unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                scratch.as_mut_ptr().cast(),
+                scratch.len(),
+                libc::MSG_DONTWAIT,
+            )
+        } >= 0
+        {}
+        // DF data to a Weave peer goes out here in bursts: room as on the shared socket.
+        if let Err(e) = set_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, DF_SEND_BUFFER) {
+            tracing::debug!("DF socket: cannot enlarge the send buffer: {e}");
         }
         if let Some(ip) = local {
             nix::sys::socket::bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(ip, 0)))

@@ -254,6 +254,16 @@ impl Reassembler {
         self.slots.len()
     }
 
+    /// Forget `from`'s message in progress (its connection went away), counting it as
+    /// abandoned if it was incomplete.
+    pub fn remove(&mut self, from: SocketAddr) {
+        if let Some(s) = self.slots.remove(&from) {
+            if s.received > 0 && s.received < s.count {
+                self.stats.abandoned += 1;
+            }
+        }
+    }
+
     /// Feed one segment received from `from`.
     pub fn push(&mut self, from: SocketAddr, payload: &[u8]) -> Result<Pushed<'_>, SegmentError> {
         let seg = Segment::parse(payload)?;
@@ -439,6 +449,10 @@ mod tests {
         }
         assert_eq!(r.senders(), 2);
         assert_eq!(r.stats.abandoned, 3);
+        r.remove(addr(5));
+        r.remove(addr(1));
+        assert_eq!(r.senders(), 1);
+        assert_eq!(r.stats.abandoned, 4);
     }
 
     #[test]

@@ -561,3 +561,54 @@ fn silent_mtu_black_hole_on_the_underlay() {
     );
     assert!(ping_ok(&lab, 2, "10.32.0.1"));
 }
+
+/// h2 has a second underlay address and h1 dials that one, while h2's route back to h1 picks
+/// its first address: segments from h2 must still come from the address h1 knows it by.
+#[test]
+fn segments_come_from_the_address_the_peer_dialled() {
+    let lab = lab("e2edpa", 2, Topology::Full);
+    let st = std::process::Command::new("ip")
+        .args([
+            "-n",
+            "e2edpa-h2",
+            "addr",
+            "add",
+            "198.18.0.102/24",
+            "dev",
+            "eth0",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    lab.add_container(1, "c1").unwrap();
+    lab.add_container(2, "c2").unwrap();
+    weft(&lab, 2, &["launch"]).ok();
+    weft(&lab, 1, &["launch", "198.18.0.102"]).ok();
+    weft(&lab, 1, &["attach", "10.32.0.1/12", "netns:e2edpa-h1-c1"]).ok();
+    weft(&lab, 2, &["attach", "10.32.0.2/12", "netns:e2edpa-h2-c2"]).ok();
+    wait_mtu(&lab, 1, 1438, Duration::from_secs(20));
+    let st = weft(&lab, 1, &["status", "connections"]).ok();
+    assert!(st.contains("198.18.0.102:6783"), "{st}");
+    // Big pings both ways: each is one segmented datagram.
+    for (from, to) in [(2, "10.32.0.1"), (1, "10.32.0.2")] {
+        let r = in_container(
+            &lab,
+            from,
+            &["ping", "-c", "3", "-W", "2", "-s", "20000", to],
+        );
+        assert_eq!(r.code, 0, "c{from} → {to}: {r:?}");
+    }
+    let m = metrics(&lab, 1);
+    assert!(
+        counter(
+            &m,
+            "weft_sleeve_segmented_datagrams_total{direction=\"received\"}"
+        ) >= 3,
+        "{m}"
+    );
+    assert_eq!(
+        counter(&m, "weft_data_dropped_total{reason=\"unknown_sender\"}"),
+        0,
+        "{m}"
+    );
+}
