@@ -12,7 +12,8 @@
 //!   packets, with Weave's two-window replay protection.
 //! * [`ipsec`]: HKDF derivation of fastdp ESP keys.
 //! * [`secretbox`]: the NaCl secretbox under both of the above, on a
-//!   multi-block (AVX2 / AVX-512 when available) XSalsa20 keystream.
+//!   multi-block (AVX2 / AVX-512 when available) XSalsa20 keystream and an
+//!   eight-lane AVX-512 IFMA Poly1305 (the `poly1305` crate without IFMA).
 //!
 //! Which end dialled the TCP connection ([`Side`]) goes into every nonce,
 //! so the two directions never reuse a nonce under the shared key. All
@@ -52,14 +53,16 @@
 //! and returns a [`CryptoError`] instead of panicking. The seal/open calls
 //! work in place on caller buffers and do not allocate.
 //!
-//! The only `unsafe` code is the SIMD keystream kernels (x86 intrinsics),
-//! run only after the CPU was checked for the features they need.
+//! The only `unsafe` code is the SIMD keystream and Poly1305 kernels (x86
+//! intrinsics), run only after the CPU was checked for the features they
+//! need.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod error;
 pub mod ipsec;
+mod poly;
 pub mod secretbox;
 pub mod session;
 pub mod sleeve;

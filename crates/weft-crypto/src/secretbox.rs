@@ -12,11 +12,10 @@
 //! ```
 //!
 //! The keystream comes from the crate's `xsalsa` module (SIMD where the
-//! CPU allows), Poly1305 from the `poly1305` crate. Where the tag goes is
+//! CPU allows), Poly1305 from its `poly` module (AVX-512 IFMA where the
+//! CPU has it, else the `poly1305` crate). Where the tag goes is
 //! up to the caller (Weave puts it in front of the ciphertext).
 
-use poly1305::universal_hash::{KeyInit, UniversalHash};
-use poly1305::Poly1305;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -135,13 +134,25 @@ fn next_block(head_len: usize) -> u64 {
 }
 
 /// Poly1305 over `data` without padding of the last block (secretbox's
-/// variant). Whole 16-byte blocks go through the hash's multi-block path.
+/// variant, NaCl's `crypto_onetimeauth`): the crate's IFMA code where the
+/// CPU has it, the `poly1305` crate otherwise.
 fn poly1305_tag(key: &[u8; MAC_KEY_LEN], data: &[u8]) -> [u8; TAG_LEN] {
-    let mut mac = Poly1305::new(key.into());
-    let whole = data.len() - data.len() % poly1305::BLOCK_SIZE;
-    // On a multiple of the block size, "padded" adds no padding.
-    mac.update_padded(&data[..whole]);
-    mac.compute_unpadded(&data[whole..]).into()
+    crate::poly::poly1305(key, data)
+}
+
+/// The Poly1305 tag exactly as [`SecretBox`] computes it (NaCl's
+/// `crypto_onetimeauth` of `data` under the one-time `key`). Exposed so the
+/// benchmark can time the MAC alone; not a supported API.
+#[doc(hidden)]
+pub fn onetimeauth(key: &[u8; MAC_KEY_LEN], data: &[u8]) -> [u8; TAG_LEN] {
+    poly1305_tag(key, data)
+}
+
+/// The name of the Poly1305 implementation [`onetimeauth`] and
+/// [`SecretBox`] use on this CPU: `"avx512ifma"` or `"poly1305-crate"`.
+#[doc(hidden)]
+pub fn onetimeauth_implementation() -> &'static str {
+    crate::poly::Engine::detect().name()
 }
 
 impl Drop for SecretBox {
@@ -161,7 +172,7 @@ impl std::fmt::Debug for SecretBox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crypto_secretbox::aead::AeadInPlace;
+    use crypto_secretbox::aead::{AeadInPlace, KeyInit};
     use crypto_secretbox::XSalsa20Poly1305;
     use proptest::prelude::*;
 
