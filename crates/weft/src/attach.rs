@@ -102,17 +102,78 @@ fn docker_pid(id: &str) -> Result<u32, Failure> {
             "invalid container {id:?}: give a Docker id or name, netns:NAME or pid:PID"
         )));
     }
+    inspect_pid(&docker_socket()?, id)
+}
+
+/// The Docker API's unix socket: `DOCKER_HOST` (unix:// only) or the default.
+fn docker_socket() -> Result<String, Failure> {
     let host = std::env::var("DOCKER_HOST").unwrap_or_default();
-    let socket = match host.strip_prefix("unix://") {
-        Some(path) => path.to_owned(),
-        None if host.is_empty() => "/var/run/docker.sock".to_owned(),
-        None => {
-            return Err(fail(format!(
-                "DOCKER_HOST={host}: only unix:// Docker sockets are supported; or name the container netns:NAME or pid:PID"
-            )))
-        }
+    match host.strip_prefix("unix://") {
+        Some(path) => Ok(path.to_owned()),
+        None if host.is_empty() => Ok("/var/run/docker.sock".to_owned()),
+        None => Err(fail(format!(
+            "DOCKER_HOST={host}: only unix:// Docker sockets are supported; or name the container netns:NAME or pid:PID"
+        ))),
+    }
+}
+
+/// The ids of the running Docker containers, or none when Docker cannot be reached.
+fn docker_running_ids() -> Vec<String> {
+    let Ok(socket) = docker_socket() else {
+        return Vec::new();
     };
-    inspect_pid(&socket, id)
+    let Ok(mut s) = UnixStream::connect(&socket) else {
+        return Vec::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    if write!(s, "GET /containers/json HTTP/1.0\r\nHost: docker\r\n\r\n").is_err() {
+        return Vec::new();
+    }
+    let mut resp = String::new();
+    if s.take(16 << 20).read_to_string(&mut resp).is_err() {
+        return Vec::new();
+    }
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let Ok(serde_json::Value::Array(list)) = serde_json::from_str(body) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|c| c["Id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The label `weft ps` prints for a container spec: as Weave, a Docker id or name cut to its
+/// first 12 characters; weft's `netns:` and `pid:` forms whole.
+fn ps_label(spec: &str) -> String {
+    if spec.starts_with("netns:") || spec.starts_with("pid:") || spec == "weave:expose" {
+        spec.to_owned()
+    } else {
+        spec.chars().take(12).collect()
+    }
+}
+
+/// One process in each of these network namespaces (by the masked inode of their host veth
+/// name), from /proc, for attached namespaces that have no other name.
+fn pids_in_namespaces(ids: &[u64]) -> Vec<u32> {
+    let mut found: Vec<(u64, u32)> = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    for pid in pids {
+        let Ok(m) = std::fs::metadata(format!("/proc/{pid}/ns/net")) else {
+            continue;
+        };
+        let id = m.ino() & HOST_IF_ID_MASK;
+        if ids.contains(&id) && !found.iter().any(|(i, _)| *i == id) {
+            found.push((id, pid));
+        }
+    }
+    found.into_iter().map(|(_, pid)| pid).collect()
 }
 
 /// Ask the Docker API at `socket` for container `id` and return its pid if it runs.
@@ -158,8 +219,13 @@ fn inspect_pid(socket: &str, id: &str) -> Result<u32, Failure> {
     u32::try_from(pid).map_err(|_| fail(format!("container {id}: bad pid {pid}")))
 }
 
+/// Host-side veth names: this prefix and the low 28 bits of the container namespace's inode
+/// in hex (15 characters, the kernel's limit).
+const HOST_IF_PREFIX: &str = "vethwepl";
+const HOST_IF_ID_MASK: u64 = 0xfff_ffff;
+
 fn host_if_name(c: &Container) -> String {
-    format!("vethwepl{:07x}", c.ino & 0xfff_ffff)
+    format!("{HOST_IF_PREFIX}{:07x}", c.ino & HOST_IF_ID_MASK)
 }
 
 fn kernel(what: &str, e: weft_kernel::Error) -> Failure {
@@ -300,8 +366,12 @@ pub fn ps(specs: &[String]) -> Outcome {
         .filter(|l| l.master == Some(bridge.index))
         .map(|l| l.name)
         .collect();
-    let specs: Vec<String> = if specs.is_empty() {
+    // With no arguments, as Weave: the bridge and every running Docker container; then
+    // weft's named namespaces, and any other attached namespace by one of its processes.
+    let listing_all = specs.is_empty();
+    let specs: Vec<String> = if listing_all {
         let mut all = vec!["weave:expose".to_owned()];
+        all.extend(docker_running_ids());
         if let Ok(entries) = std::fs::read_dir("/run/netns") {
             let mut names: Vec<String> = entries
                 .flatten()
@@ -314,25 +384,62 @@ pub fn ps(specs: &[String]) -> Outcome {
     } else {
         specs.to_vec()
     };
+    let mut shown: Vec<u64> = Vec::new();
     for spec in &specs {
-        if spec == "weave:expose" {
-            let addrs = ipv4_cidrs(&mut host, bridge.index)?;
-            print_line(spec, bridge.mac.map(|m| m.to_string()), &addrs);
-            continue;
+        show_one(&mut host, &bridge, &ports, spec, listing_all, &mut shown)?;
+    }
+    if listing_all {
+        // Attached namespaces nothing above named (e.g. attached as pid:PID): by a process.
+        let unnamed: Vec<u64> = ports
+            .iter()
+            .filter_map(|p| u64::from_str_radix(p.strip_prefix(HOST_IF_PREFIX)?, 16).ok())
+            .filter(|ino| !shown.contains(ino))
+            .collect();
+        if !unnamed.is_empty() {
+            for pid in pids_in_namespaces(&unnamed) {
+                show_one(
+                    &mut host,
+                    &bridge,
+                    &ports,
+                    &format!("pid:{pid}"),
+                    true,
+                    &mut shown,
+                )?;
+            }
         }
-        let Ok(c) = resolve(spec) else {
-            continue; // as Weave: containers that are gone are skipped
-        };
-        if !ports.contains(&host_if_name(&c)) {
-            continue;
-        }
-        let Ok(mut inside) = c.netns.handle() else {
-            continue;
-        };
-        if let Ok(Some(l)) = inside.link_by_name(CONTAINER_IF) {
-            let addrs = ipv4_cidrs(&mut inside, l.index)?;
-            print_line(spec, l.mac.map(|m| m.to_string()), &addrs);
-        }
+    }
+    Ok(())
+}
+
+/// Print `spec`'s line if it is attached (and, when listing all, not shown yet). `shown`
+/// collects the namespaces printed, by the id their host veth is named after.
+fn show_one(
+    host: &mut Handle,
+    bridge: &weft_kernel::Link,
+    ports: &[String],
+    spec: &str,
+    listing_all: bool,
+    shown: &mut Vec<u64>,
+) -> Result<(), Failure> {
+    if spec == "weave:expose" {
+        let addrs = ipv4_cidrs(host, bridge.index)?;
+        print_line(spec, bridge.mac.map(|m| m.to_string()), &addrs);
+        return Ok(());
+    }
+    let Ok(c) = resolve(spec) else {
+        return Ok(()); // as Weave: containers that are gone are skipped
+    };
+    let id = c.ino & HOST_IF_ID_MASK;
+    if !ports.contains(&host_if_name(&c)) || (listing_all && shown.contains(&id)) {
+        return Ok(());
+    }
+    shown.push(id);
+    let Ok(mut inside) = c.netns.handle() else {
+        return Ok(());
+    };
+    if let Ok(Some(l)) = inside.link_by_name(CONTAINER_IF) {
+        let addrs = ipv4_cidrs(&mut inside, l.index)?;
+        print_line(&ps_label(spec), l.mac.map(|m| m.to_string()), &addrs);
     }
     Ok(())
 }

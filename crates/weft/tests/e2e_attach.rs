@@ -87,3 +87,56 @@ fn attach_detach_ps_on_one_host() {
     assert!(ps.contains("10.32.0.1/12"), "{ps}");
     weft(&lab, 1, &["stop"]).ok();
 }
+
+/// A container known only by a process (`pid:PID`, e.g. podman or containerd): attach by pid,
+/// and `weft ps` without arguments lists it by a process in its namespace.
+#[test]
+fn attach_by_pid_and_ps_finds_it() {
+    let lab = lab("e2eattp", 1, Topology::Full);
+    weft(&lab, 1, &["launch"]).ok();
+    let mut child = lab
+        .host_command(1, &["unshare", "--net", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id();
+    let _guard = Kill(&mut child);
+    let spec = format!("pid:{pid}");
+    // The namespace exists once unshare has made it and run sleep (the pid is first the lab's
+    // namespace-entering helper, then unshare, then sleep).
+    weft_lab::wait_until(
+        "sleep in its own namespace",
+        std::time::Duration::from_secs(5),
+        || {
+            let comm =
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).map_err(|e| e.to_string())?;
+            if comm.trim() == "sleep" {
+                Ok(())
+            } else {
+                Err(comm)
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        weft(&lab, 1, &["attach", "10.32.0.5/12", &spec])
+            .ok()
+            .trim(),
+        "10.32.0.5"
+    );
+    let all = weft(&lab, 1, &["ps"]).ok();
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with(&format!("{spec} ")) && l.ends_with(" 10.32.0.5/12")),
+        "{all}"
+    );
+    assert_eq!(weft(&lab, 1, &["detach", &spec]).ok().trim(), "10.32.0.5");
+    assert!(!weft(&lab, 1, &["ps"]).ok().contains(&spec));
+    weft(&lab, 1, &["stop"]).ok();
+}

@@ -540,6 +540,14 @@ fn docker_container_attached_by_name_talks_across_the_mesh() {
         let ps = weft_docker(&lab, 1, &docker, &["ps", label]).ok();
         assert_eq!(ps, format!("{label} {mac} 10.32.0.1/12\n"));
     }
+    // With no arguments, as Weave: the bridge, then the running Docker containers by id.
+    let all = weft_docker(&lab, 1, &docker, &["ps"]).ok();
+    assert!(all.starts_with("weave:expose "), "{all}");
+    assert!(
+        all.lines()
+            .any(|l| l == format!("{short_id} {mac} 10.32.0.1/12")),
+        "{all}"
+    );
 
     // Detach by name: the address, ethwe and the host veth go, and traffic stops.
     let detached = weft_docker(&lab, 1, &docker, &["detach", DOCKER_C]).ok();
