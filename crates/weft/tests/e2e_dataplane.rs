@@ -180,6 +180,17 @@ fn wait_mtu(lab: &LabGuard, i: usize, mtu: u16, within: Duration) {
     .unwrap();
 }
 
+/// Two pings of `size` payload bytes from c<from>, with `ping -M pmtu` ("do": DF set,
+/// "dont": DF clear).
+fn ping_sized(lab: &LabGuard, from: usize, to: &str, pmtu: &str, size: u32) -> common::Run {
+    let size = size.to_string();
+    in_container(
+        lab,
+        from,
+        &["ping", "-c", "2", "-W", "2", "-M", pmtu, "-s", &size, to],
+    )
+}
+
 fn metrics(lab: &LabGuard, i: usize) -> String {
     on_host(lab, i, &["python3", "-c", "import urllib.request as u; print(u.urlopen('http://127.0.0.1:6784/metrics').read().decode())"]).ok()
 }
@@ -210,39 +221,9 @@ fn weave_only_peer_gets_pmtu_discovery_and_frag_needed() {
     }
     wait_ping(&lab, 1, "10.32.0.2");
     // 1410 + 28 = 1438 bytes fit; one byte more with DF does not.
-    let fits = in_container(
-        &lab,
-        1,
-        &[
-            "ping",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "-M",
-            "do",
-            "-s",
-            "1410",
-            "10.32.0.2",
-        ],
-    );
+    let fits = ping_sized(&lab, 1, "10.32.0.2", "do", 1410);
     assert_eq!(fits.code, 0, "{fits:?}");
-    let big = in_container(
-        &lab,
-        1,
-        &[
-            "ping",
-            "-c",
-            "2",
-            "-W",
-            "2",
-            "-M",
-            "do",
-            "-s",
-            "1411",
-            "10.32.0.2",
-        ],
-    );
+    let big = ping_sized(&lab, 1, "10.32.0.2", "do", 1411);
     assert_ne!(big.code, 0, "{big:?}");
     let route = in_container(&lab, 1, &["ip", "route", "get", "10.32.0.2"]).ok();
     assert!(
@@ -251,22 +232,7 @@ fn weave_only_peer_gets_pmtu_discovery_and_frag_needed() {
     );
     assert!(counter(&metrics(&lab, 1), "weft_data_frag_needed_total") >= 1);
     // Without DF, 30000 bytes still go through.
-    let frag = in_container(
-        &lab,
-        1,
-        &[
-            "ping",
-            "-c",
-            "2",
-            "-W",
-            "2",
-            "-M",
-            "dont",
-            "-s",
-            "30000",
-            "10.32.0.2",
-        ],
-    );
+    let frag = ping_sized(&lab, 1, "10.32.0.2", "dont", 30000);
     assert_eq!(frag.code, 0, "{frag:?}");
     // No segmented datagrams on this link.
     assert_eq!(
