@@ -921,8 +921,7 @@ impl Actor {
         self.next_msg_id = id.wrapping_add(1);
         let mut r = sleeve_io::send_segments(&self.udp, to, src, data, id, &plan, gso, 0).await;
         if let Err(e) = &r {
-            let sent = e.sent;
-            match e.error.raw_os_error() {
+            let retry = match e.error.raw_os_error() {
                 Some(libc::EIO | libc::ENOPROTOOPT) if gso => {
                     // No UDP GSO here: one datagram per segment from now on.
                     warn!(
@@ -932,6 +931,7 @@ impl Actor {
                     if let Some(io) = self.link_io.get_mut(&conn) {
                         io.gso = false;
                     }
+                    true
                 }
                 // Segments larger than the route takes (its MTU shrank): no GSO at this
                 // segment size; the size follows the kernel's path MTU within a second.
@@ -942,16 +942,13 @@ impl Actor {
                     if let Some(io) = self.link_io.get_mut(&conn) {
                         io.gso_refused_at = Some(seg);
                     }
+                    true
                 }
-                _ => {}
-            }
-            if gso
-                && matches!(
-                    e.error.raw_os_error(),
-                    Some(libc::EIO | libc::ENOPROTOOPT | libc::EINVAL)
-                )
-            {
+                _ => false,
+            };
+            if retry {
                 // Resume where the failed send stopped: no segment goes twice.
+                let sent = e.sent;
                 r = sleeve_io::send_segments(&self.udp, to, src, data, id, &plan, false, sent)
                     .await;
             }
@@ -1043,6 +1040,10 @@ impl Actor {
         // Segments are taken only from a connected peer's address, so reassembly memory is
         // bounded by the connections (64 KiB each), not by whoever sends.
         let mut known = None;
+        // Out of `self` for this receive, as completed datagrams borrow from it while the
+        // actor handles them (nothing handling a datagram touches the reassembler).
+        let mut reassembler = std::mem::replace(&mut self.reassembler, Reassembler::new(1));
+        let abandoned = reassembler.stats.abandoned;
         for d in data.chunks_mut(seg) {
             if !segment::is_segment(d) {
                 self.handle_datagram(from, d).await;
@@ -1054,8 +1055,6 @@ impl Actor {
                 self.stats.drop("unknown_sender", 1);
                 continue;
             }
-            let mut reassembler = std::mem::replace(&mut self.reassembler, Reassembler::new(1));
-            let abandoned = reassembler.stats.abandoned;
             match reassembler.push(from, d) {
                 Ok(Pushed::Complete(msg)) => {
                     self.stats.reassembled += 1;
@@ -1068,11 +1067,11 @@ impl Actor {
                     debug!("segment from {from} dropped: {e}");
                 }
             }
-            // A datagram one of whose segments never came.
-            self.stats
-                .drop("segments_lost", reassembler.stats.abandoned - abandoned);
-            self.reassembler = reassembler;
         }
+        // Datagrams one of whose segments never came.
+        self.stats
+            .drop("segments_lost", reassembler.stats.abandoned - abandoned);
+        self.reassembler = reassembler;
     }
 
     async fn handle(&mut self, input: Input) {
@@ -1497,7 +1496,7 @@ impl Actor {
                     while let Some(ev) = link.poll_event() {
                         events.push(ev);
                     }
-                    while let Some(t) = link.poll_transmit_df() {
+                    while let Some(t) = link.poll_transmit() {
                         sends.push(t);
                     }
                 }

@@ -370,11 +370,6 @@ impl HeartbeatLink {
         self.send_mtu_test(now);
     }
 
-    /// Same as [`handle_emsgsize`](Self::handle_emsgsize): the caller learnt the path MTU.
-    pub fn set_path_mtu(&mut self, now: Instant, pmtu: u16) {
-        self.handle_emsgsize(now, pmtu);
-    }
-
     /// Pack frames from the front of `frames` into one datagram for this link in `out`
     /// (cleared first; its capacity is reused), sealed with the DF or non-DF encryptor when
     /// encrypted. Limits: at most 100 frames, and the datagram within
@@ -558,14 +553,8 @@ impl HeartbeatLink {
         !self.transmit.is_empty() || !self.events.is_empty()
     }
 
-    /// The next datagram to send, without saying which path: kept for callers with one
-    /// socket. Prefer [`poll_transmit_df`](Self::poll_transmit_df).
-    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
-        self.transmit.pop_front().map(|t| (t.addr, t.data))
-    }
-
     /// The next datagram to send, with the path (DF or not) it must take.
-    pub fn poll_transmit_df(&mut self) -> Option<Transmit> {
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmit.pop_front()
     }
 
@@ -576,6 +565,11 @@ impl HeartbeatLink {
 
 #[cfg(test)]
 mod tests {
+    /// The next datagram as (address, bytes), whichever path it takes.
+    fn tx(l: &mut HeartbeatLink) -> Option<(SocketAddr, Vec<u8>)> {
+        l.poll_transmit().map(|t| (t.addr, t.data))
+    }
+
     use super::*;
 
     fn pair(
@@ -624,14 +618,14 @@ mod tests {
 
     fn run(key: Option<[u8; 32]>) {
         let (mut a, mut b, a_addr, _b_addr, now) = pair(key);
-        let (_, mut d) = a.poll_transmit().expect("outbound side sends at once");
+        let (_, mut d) = tx(&mut a).expect("outbound side sends at once");
         assert!(
-            b.poll_transmit().is_none(),
+            tx(&mut b).is_none(),
             "inbound side waits to learn the address"
         );
         b.handle_datagram(now, a_addr, &mut d).unwrap();
         assert_eq!(b.remote_addr(), Some(a_addr));
-        let (to, mut back) = b.poll_transmit().expect("answered at once");
+        let (to, mut back) = tx(&mut b).expect("answered at once");
         assert_eq!(to, a_addr);
         assert_eq!(
             b.poll_event(),
@@ -662,7 +656,7 @@ mod tests {
     fn establishes_encrypted_and_drops_replays_and_forgeries() {
         run(Some([7; 32]));
         let (mut a, mut b, a_addr, _, now) = pair(Some([7; 32]));
-        let (_, d) = a.poll_transmit().unwrap();
+        let (_, d) = tx(&mut a).unwrap();
         let mut first = d.clone();
         b.handle_datagram(now, a_addr, &mut first).unwrap();
         let mut again = d.clone();
@@ -679,7 +673,7 @@ mod tests {
         );
         // Wrong key: nothing decrypts.
         let (mut c, _, _, _, _) = pair(Some([8; 32]));
-        let (_, mut other) = c.poll_transmit().unwrap();
+        let (_, mut other) = tx(&mut c).unwrap();
         assert_eq!(
             b.handle_datagram(now, a_addr, &mut other),
             Err(DropReason::Decrypt)
@@ -689,7 +683,7 @@ mod tests {
     #[test]
     fn answers_weave_mtu_and_frag_tests() {
         let (mut a, mut b, a_addr, _, now) = pair(None);
-        let _ = a.poll_transmit();
+        let _ = tx(&mut a);
         let mut d = a.datagram(&vec![0u8; 1452], true).unwrap();
         b.handle_datagram(now, a_addr, &mut d).unwrap();
         assert_eq!(
@@ -717,9 +711,9 @@ mod tests {
     /// Both sides established, transmit queues and events drained.
     fn established(key: Option<[u8; 32]>) -> (HeartbeatLink, HeartbeatLink, Instant) {
         let (mut a, mut b, a_addr, b_addr, now) = pair(key);
-        let (_, mut d) = a.poll_transmit().unwrap();
+        let (_, mut d) = tx(&mut a).unwrap();
         b.handle_datagram(now, a_addr, &mut d).unwrap();
-        let (_, mut back) = b.poll_transmit().unwrap();
+        let (_, mut back) = tx(&mut b).unwrap();
         a.handle_datagram(now, b_addr, &mut back).unwrap();
         a.handle_control(now, CONNECTION_ESTABLISHED, &[]);
         b.handle_control(now, CONNECTION_ESTABLISHED, &[]);
@@ -739,7 +733,7 @@ mod tests {
     ) -> (Controls, Vec<(usize, bool)>) {
         let addr = "198.18.0.9:6783".parse().unwrap();
         let mut sent = Vec::new();
-        while let Some(mut t) = from.poll_transmit_df() {
+        while let Some(mut t) = from.poll_transmit() {
             sent.push((t.data.len(), t.df));
             to.handle_datagram(now, addr, &mut t.data).unwrap();
         }
@@ -762,9 +756,9 @@ mod tests {
         assert_eq!(a.mtu(), None);
         assert!(a.attrs().is_empty());
         assert_eq!(a.current_mtu(), DEFAULT_MTU);
-        let t1 = a.poll_transmit_df().unwrap();
+        let t1 = a.poll_transmit().unwrap();
         assert_eq!((t1.data.len(), t1.df), (60_001 + 20, false));
-        let t2 = a.poll_transmit_df().unwrap();
+        let t2 = a.poll_transmit().unwrap();
         assert_eq!((t2.data.len(), t2.df), (60_000 + 20, true));
         assert!(!a.stack_frag());
         // The kernel refuses the probe: EMSGSIZE, IP_MTU = 1500.
@@ -793,13 +787,13 @@ mod tests {
         // No MTU test outstanding any more; a later, larger PMTU report is ignored.
         assert_eq!(a.poll_timeout(), Some(now + SLOW_HEARTBEAT));
         a.handle_emsgsize(now, 9000);
-        assert!(a.poll_transmit_df().is_none());
+        assert!(a.poll_transmit().is_none());
         // Encrypted, the same underlay gives 1414.
         let (mut c, _, now) = established(Some([1; 32]));
-        while c.poll_transmit_df().is_some() {}
+        while c.poll_transmit().is_some() {}
         c.handle_emsgsize(now, 1500);
         assert_eq!(c.current_mtu(), 1414);
-        let t = c.poll_transmit_df().unwrap();
+        let t = c.poll_transmit().unwrap();
         assert_eq!((t.data.len(), t.df), (1472, true));
     }
 
@@ -808,13 +802,13 @@ mod tests {
     #[test]
     fn silent_peer_drags_mtu_to_floor() {
         let (mut a, _b, now) = established(None);
-        while a.poll_transmit_df().is_some() {}
+        while a.poll_transmit().is_some() {}
         a.handle_emsgsize(now, 1500);
         let mut t = now;
         let mut waits = Vec::new();
         let mut tests = 0;
         while a.mtu().is_none() {
-            while let Some(x) = a.poll_transmit_df() {
+            while let Some(x) = a.poll_transmit() {
                 if x.df && x.data.len() > 100 {
                     tests += 1;
                 }
@@ -836,7 +830,7 @@ mod tests {
     #[test]
     fn binary_search_finds_the_path_mtu() {
         let (mut a, mut b, now) = established(None);
-        while a.poll_transmit_df().is_some() {}
+        while a.poll_transmit().is_some() {}
         assert_eq!(a.known_good_mtu(), None, "no search yet");
         a.handle_emsgsize(now, 1500);
         assert_eq!(
@@ -855,7 +849,7 @@ mod tests {
             let k = a.known_good_mtu().unwrap();
             assert!(k >= good && k <= 1400, "{k}");
             good = k;
-            while let Some(mut x) = a.poll_transmit_df() {
+            while let Some(mut x) = a.poll_transmit() {
                 // The path drops datagrams carrying more than an overlay MTU of 1400
                 // (UDP payload = MTU + 14 + 14 + 6).
                 if x.data.len() <= 1400 + 34 {
@@ -881,13 +875,13 @@ mod tests {
     #[test]
     fn frag_test_every_five_minutes_resets_stack_frag() {
         let (mut a, _b, now) = established(None);
-        while a.poll_transmit_df().is_some() {}
+        while a.poll_transmit().is_some() {}
         a.deadline = now + 2 * FRAG_TEST_INTERVAL; // as if heartbeats kept coming
         a.handle_control(now, FRAGMENTATION_RECEIVED, &[]);
         assert!(a.stack_frag());
         a.handle_timeout(now + FRAG_TEST_INTERVAL);
         assert!(!a.stack_frag());
-        let sent: Vec<_> = std::iter::from_fn(|| a.poll_transmit_df())
+        let sent: Vec<_> = std::iter::from_fn(|| a.poll_transmit())
             .map(|t| (t.data.len(), t.df))
             .collect();
         assert!(sent.contains(&(60_021, false)));
@@ -895,7 +889,7 @@ mod tests {
 
     fn frames_round_trip(key: Option<[u8; 32]>) {
         let (mut a, mut b, now) = established(key);
-        while a.poll_transmit_df().is_some() {}
+        while a.poll_transmit().is_some() {}
         let (s, d) = (a.cfg.local, a.cfg.remote);
         let bodies: Vec<Vec<u8>> = (0..250)
             .map(|i| vec![(i % 255 + 1) as u8; 60 + i % 40])
