@@ -2,8 +2,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
-use weft_lab::{sys, Lab, LabError, LabGuard, LabSpec, Topology, DEFAULT_STATE_ROOT};
+use weft_lab::{sys, wait_until, Lab, LabError, LabGuard, LabSpec, Topology, DEFAULT_STATE_ROOT};
 
 fn spec(prefix: &str, hosts: usize, topology: Topology) -> LabSpec {
     assert!(
@@ -57,6 +58,25 @@ fn down_leaves_nothing_behind() {
         .spawn()
         .unwrap();
     assert!(Path::new("/etc/netns/labdown-h1/machine-id").exists());
+    // `spawn` returns before `ip netns exec` has entered the namespace and exec'd `sleep`
+    // (the host command's shell also forks `hostname` on the way): wait until each
+    // namespace holds exactly its `sleep`, or `down` may find nothing, or one process more.
+    for (ns, pid) in [("labdown-h1", h.id()), ("labdown-h2-c1", c.id())] {
+        wait_until(
+            &format!("{ns} to hold only its sleep"),
+            Duration::from_secs(10),
+            || {
+                let pids = sys::netns_pids(ns);
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if pids == [pid as i32] && comm.trim() == "sleep" {
+                    Ok(())
+                } else {
+                    Err(format!("pids {pids:?}, {pid} is {comm:?}"))
+                }
+            },
+        )
+        .unwrap();
+    }
 
     let report = Lab::down("labdown", &s.state_root).unwrap();
     assert_eq!(report.namespaces.len(), 5);

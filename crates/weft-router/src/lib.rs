@@ -138,6 +138,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RouterError> {
     config.dirs.prepare()?;
+    // A router killed a moment ago may still hold the pid file while the kernel tears down
+    // its TAP and sockets: wait for it (bounded) rather than refusing to start.
+    config.dirs.wait_for_exiting(state::EXIT_WAIT, |pid| {
+        tracing::info!("waiting for the previous router (pid {pid}) to finish exiting")
+    })?;
     let _pid_lock = PidLock::acquire(&config.dirs)?;
     let identity: Identity = identity::resolve(
         config.name,

@@ -9,6 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
@@ -47,6 +48,82 @@ pub enum Liveness {
     Stale,
     /// A live router holds the pid file.
     Running { pid: u32 },
+    /// The router holding the pid file is dying (killed, or returning from `main`): its lock
+    /// goes away as soon as the kernel has closed its files, which can take a moment while
+    /// its TAP and sockets are torn down.
+    Exiting { pid: u32 },
+}
+
+/// The kernel's `PF_EXITING` task flag (`include/linux/sched.h`): set when a task enters
+/// `do_exit`, before its files are closed.
+const PF_EXITING: u64 = 0x4;
+
+/// Whether process `pid` is on its way out: a SIGKILL is pending for it (`kill -9` has
+/// returned but its threads have not run yet), its leader has started exiting or is a zombie,
+/// or it is gone already. Reads `/proc/<pid>/stat` (state is field 3, flags field 9) and
+/// `/proc/<pid>/status` (`SigPnd`, `ShdPnd`).
+pub fn process_exiting(pid: u32) -> bool {
+    let gone = |e: &io::Error| {
+        e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(Errno::ESRCH as i32)
+    };
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) if stat_says_exiting(&stat) => return true,
+        Ok(_) => {}
+        // No such process any more: whatever still holds the lock is about to let go.
+        Err(e) => return gone(&e),
+    }
+    match fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => status_has_sigkill_pending(&status),
+        Err(e) => gone(&e),
+    }
+}
+
+/// Whether `pid` is exiting, looking a few times over a few milliseconds: between taking a
+/// SIGKILL off its pending set and flagging itself as exiting a thread shows neither, so one
+/// look at that instant would take a dying router for a running one.
+fn exiting_soon(pid: u32) -> bool {
+    for look in 0..EXIT_LOOKS {
+        if process_exiting(pid) {
+            return true;
+        }
+        if look + 1 < EXIT_LOOKS {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    false
+}
+
+const EXIT_LOOKS: usize = 3;
+
+/// SIGKILL (9) in a `/proc/<pid>/status` pending-signal mask.
+const SIGKILL_BIT: u64 = 1 << (9 - 1);
+
+/// Whether a SIGKILL waits to be taken by the process (`ShdPnd`, sent to the thread group) or
+/// by its leader (`SigPnd`: a fatal signal is queued to every thread at once).
+fn status_has_sigkill_pending(status: &str) -> bool {
+    status.lines().any(|l| {
+        let Some((key, mask)) = l.split_once(':') else {
+            return false;
+        };
+        matches!(key, "SigPnd" | "ShdPnd")
+            && u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| m & SIGKILL_BIT != 0)
+    })
+}
+
+/// Parse a `/proc/<pid>/stat` line. The command name (field 2) may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+fn stat_says_exiting(stat: &str) -> bool {
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return false;
+    };
+    let mut fields = rest.split_whitespace();
+    let state = fields.next().unwrap_or("");
+    // After the state: ppid, pgrp, session, tty_nr, tpgid, then flags.
+    let flags = fields
+        .nth(5)
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(0);
+    matches!(state, "Z" | "X" | "x") || flags & PF_EXITING != 0
 }
 
 impl StateDirs {
@@ -76,6 +153,7 @@ impl StateDirs {
             // We got the lock, so nobody holds it: dropping our lock releases it again.
             Ok(_lock) => Ok(Liveness::Stale),
             Err((mut file, Errno::EWOULDBLOCK)) => Ok(match read_pid(&mut file) {
+                Some(pid) if exiting_soon(pid) => Liveness::Exiting { pid },
                 Some(pid) => Liveness::Running { pid },
                 // The owner holds the lock but has not written its pid yet.
                 None => Liveness::Running { pid: 0 },
@@ -87,6 +165,43 @@ impl StateDirs {
         }
     }
 }
+
+impl StateDirs {
+    /// Wait, at most `timeout`, for a router that is exiting to let go of the pid file, and
+    /// return what is left: [`Liveness::Exiting`] only if it is still dying at the deadline.
+    /// A running router (or none) is returned at once. `slow` is called once, with the dying
+    /// router's pid, if the wait lasts longer than [`EXIT_WAIT_QUIET`], so the caller can say
+    /// what it is waiting for.
+    pub fn wait_for_exiting(
+        &self,
+        timeout: Duration,
+        mut slow: impl FnMut(u32),
+    ) -> Result<Liveness, StateError> {
+        let start = Instant::now();
+        let mut told = false;
+        loop {
+            let now = self.liveness()?;
+            let Liveness::Exiting { pid } = now else {
+                return Ok(now);
+            };
+            let waited = start.elapsed();
+            if waited >= timeout {
+                return Ok(now);
+            }
+            if !told && waited >= EXIT_WAIT_QUIET {
+                told = true;
+                slow(pid);
+            }
+            std::thread::sleep(EXIT_WAIT_POLL);
+        }
+    }
+}
+
+/// How long waiting for a dying router stays silent.
+pub const EXIT_WAIT_QUIET: Duration = Duration::from_millis(500);
+/// How long `launch` and `router` wait, at most, for a dying router to let go of the pid file.
+pub const EXIT_WAIT: Duration = Duration::from_secs(10);
+const EXIT_WAIT_POLL: Duration = Duration::from_millis(10);
 
 fn ensure_writable_dir(
     path: &Path,
@@ -170,6 +285,95 @@ mod tests {
             data: tmp.join("data"),
             run: tmp.join("run"),
         }
+    }
+
+    #[test]
+    fn stat_lines_tell_exiting_from_running() {
+        // A running router: state S, flags without PF_EXITING.
+        assert!(!stat_says_exiting(
+            "4242 (weft) S 1 4242 4242 0 -1 4194560 300 0 0 0 1 2 0 0 20 0 9 0 100"
+        ));
+        // Killed: the leader has entered do_exit (PF_EXITING) while its threads tear down.
+        assert!(stat_says_exiting(
+            "4242 (weft) R 1 4242 4242 0 -1 4194564 300 0 0 0 1 2 0 0 20 0 9 0 100"
+        ));
+        // The leader is a zombie while other threads still exit.
+        assert!(stat_says_exiting(
+            "4242 (weft) Z 1 4242 4242 0 -1 4194308 300 0 0 0 1 2 0 0 20 0 9 0 100"
+        ));
+        // Spaces and parentheses in the command name do not shift the fields.
+        assert!(!stat_says_exiting(
+            "4242 (we ft) (x) Z) S 1 4242 4242 0 -1 4194560 300 0 0 0 1 2 0 0 20 0 9 0 100"
+        ));
+        assert!(!stat_says_exiting("garbage"));
+    }
+
+    #[test]
+    fn pending_sigkill_counts_as_exiting() {
+        let status = |sig: &str, shd: &str| {
+            format!("Name:\tweft\nState:\tS (sleeping)\nSigPnd:\t{sig}\nShdPnd:\t{shd}\nSigBlk:\t0000000000000100\n")
+        };
+        assert!(!status_has_sigkill_pending(&status(
+            "0000000000000000",
+            "0000000000000000"
+        )));
+        // SIGTERM (15) pending is a graceful stop in progress, not a dying process.
+        assert!(!status_has_sigkill_pending(&status(
+            "0000000000000000",
+            "0000000000004000"
+        )));
+        assert!(status_has_sigkill_pending(&status(
+            "0000000000000100",
+            "0000000000000000"
+        )));
+        assert!(status_has_sigkill_pending(&status(
+            "0000000000000000",
+            "0000000000000100"
+        )));
+        // A blocked mask with bit 9 (impossible for SIGKILL, but parsed) is not "pending".
+        assert!(!status_has_sigkill_pending("SigBlk:\t0000000000000100\n"));
+    }
+
+    #[test]
+    fn live_and_dead_processes() {
+        let mut running = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert!(!process_exiting(running.id()));
+        running.kill().unwrap();
+        // Until it is reaped the killed child is a zombie, which counts as exiting.
+        let pid = running.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !process_exiting(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "killed child never showed as exiting"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        running.wait().unwrap();
+        // Reaped: gone, which also counts (whoever holds a lock is about to let go).
+        assert!(process_exiting(pid));
+    }
+
+    #[test]
+    fn waiting_returns_at_once_for_a_running_router() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dirs(tmp.path());
+        d.prepare().unwrap();
+        let _lock = PidLock::acquire(&d).unwrap();
+        let start = Instant::now();
+        let live = d
+            .wait_for_exiting(Duration::from_secs(10), |_| panic!("not exiting"))
+            .unwrap();
+        assert_eq!(
+            live,
+            Liveness::Running {
+                pid: std::process::id()
+            }
+        );
+        assert!(start.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use weft_router::state::{Liveness, StateDirs};
+use weft_router::state::{Liveness, StateDirs, EXIT_WAIT};
 
 use crate::cli::{GlobalArgs, LaunchArgs};
 use crate::client::{Api, CallError};
@@ -27,7 +27,23 @@ pub fn launch(g: &GlobalArgs, args: &LaunchArgs) -> Outcome {
     let config = router_config(g, &args.router)?;
     let dirs = &config.dirs;
     dirs.prepare().map_err(|e| Failure::new(1, e.to_string()))?;
-    match dirs.liveness().map_err(|e| Failure::new(1, e.to_string()))? {
+    // A router killed a moment ago (`kill -9` then `weft launch`) still holds the pid file
+    // while the kernel closes its TAP and sockets: wait for it, saying so if it takes a while.
+    let live = dirs
+        .wait_for_exiting(EXIT_WAIT, |pid| {
+            eprintln!("waiting for the previous weft router (pid {pid}) to finish exiting...")
+        })
+        .map_err(|e| Failure::new(1, e.to_string()))?;
+    match live {
+        Liveness::Exiting { pid } => {
+            return Err(Failure::new(
+                1,
+                format!(
+                    "the previous weft router (pid {pid}) is still exiting after {}s; check 'ps -p {pid}' and try again",
+                    EXIT_WAIT.as_secs()
+                ),
+            ))
+        }
         Liveness::Running { pid } => {
             return Err(Failure::new(
                 3,
@@ -199,6 +215,16 @@ pub fn stop(dirs: &StateDirs) -> Outcome {
                 "a weft router is starting up; try 'weft stop' again in a moment",
             ))
         }
+        Liveness::Exiting { pid } => {
+            // Killed already and on its way out: wait for it, then it is stopped.
+            return match dirs.wait_for_exiting(STOP_TIMEOUT, |_| {}) {
+                Ok(Liveness::Exiting { .. }) => Err(Failure::new(
+                    1,
+                    format!("weft router (pid {pid}) is still exiting"),
+                )),
+                _ => Ok(()),
+            };
+        }
         Liveness::NotRunning | Liveness::Stale => {
             // As `weave stop`: say so, but succeed, so scripts can always stop.
             eprintln!("weft is not running.");
@@ -229,7 +255,10 @@ pub fn stop(dirs: &StateDirs) -> Outcome {
 fn wait_stopped(dirs: &StateDirs, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if !matches!(dirs.liveness(), Ok(Liveness::Running { .. })) {
+        if !matches!(
+            dirs.liveness(),
+            Ok(Liveness::Running { .. } | Liveness::Exiting { .. })
+        ) {
             return true;
         }
         sleep(POLL);
