@@ -60,6 +60,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backend;
 mod error;
 pub mod ipsec;
 mod poly;
@@ -69,6 +70,10 @@ pub mod sleeve;
 pub mod tcp;
 mod xsalsa;
 
+pub use backend::{
+    available_backends, backend_override, default_backend, detected_backend, Backend, BackendError,
+    BACKEND_ENV,
+};
 pub use error::CryptoError;
 pub use ipsec::{derive_ipsec_key, IpsecKey, IPSEC_KEY_LEN, IPSEC_NONCE_LEN};
 pub use secretbox::SecretBox;

@@ -19,15 +19,14 @@
 //!   message, short last block included, goes through the vector code.
 //! * Messages too short to be worth the key powers r^2..r^8 go through the
 //!   same limb arithmetic in scalar code (u64 × u64 → u128 products).
-//! * Without IFMA (checked once per process) the `poly1305` crate is used.
+//! * Without IFMA the `poly1305` crate is used (the choice is the
+//!   [`Backend`](crate::Backend)'s).
 //!
 //! Nothing branches on or indexes by the key or message bytes; the final
 //! reduction mod p selects with masks.
 
 // Elsewhere only the tests run the limb code (through its scalar path).
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-
-use std::sync::OnceLock;
 
 use poly1305::universal_hash::{KeyInit, UniversalHash};
 use zeroize::Zeroize;
@@ -45,17 +44,6 @@ const MIN_VECTOR_LEN: usize = 2 * GROUP;
 const MASK44: u64 = (1 << 44) - 1;
 const MASK42: u64 = (1 << 42) - 1;
 
-/// Poly1305 of `msg` under the one-time `key` (r ‖ s), as NaCl's
-/// `crypto_onetimeauth` computes it. Uses the IFMA kernel when the CPU has
-/// it, the `poly1305` crate otherwise.
-pub(crate) fn poly1305(key: &[u8; 32], msg: &[u8]) -> [u8; 16] {
-    match Engine::detect() {
-        #[cfg(target_arch = "x86_64")]
-        Engine::Ifma(t) => limbs_poly1305(key, msg, Some(t)),
-        Engine::Crate => crate_poly1305(key, msg),
-    }
-}
-
 /// Which Poly1305 code runs; the vector variant can only exist after the
 /// CPU was checked for its features.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,16 +56,16 @@ pub(crate) enum Engine {
 }
 
 impl Engine {
-    /// The fastest engine this CPU runs, checked once per process.
-    pub(crate) fn detect() -> Engine {
-        static BEST: OnceLock<Engine> = OnceLock::new();
-        *BEST.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            if let Some(t) = x86::Ifma::detect() {
-                return Engine::Ifma(t);
-            }
-            Engine::Crate
-        })
+    /// The IFMA engine, if this CPU has AVX-512F and AVX-512 IFMA.
+    pub(crate) fn ifma() -> Option<Engine> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            x86::Ifma::detect().map(Engine::Ifma)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            None
+        }
     }
 
     /// A short name: "avx512ifma" or "poly1305-crate".
@@ -86,6 +74,16 @@ impl Engine {
             Engine::Crate => "poly1305-crate",
             #[cfg(target_arch = "x86_64")]
             Engine::Ifma(_) => "avx512ifma",
+        }
+    }
+
+    /// Poly1305 of `msg` under the one-time `key` (r ‖ s), as NaCl's
+    /// `crypto_onetimeauth` computes it.
+    pub(crate) fn mac(self, key: &[u8; 32], msg: &[u8]) -> [u8; 16] {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Ifma(t) => limbs_poly1305(key, msg, Some(t)),
+            Engine::Crate => crate_poly1305(key, msg),
         }
     }
 }
@@ -528,7 +526,6 @@ mod tests {
     /// Every implementation this machine runs, by name.
     fn implementations() -> Vec<(&'static str, Mac)> {
         let mut all: Vec<(&'static str, Mac)> = vec![
-            ("dispatch", Box::new(poly1305)),
             ("crate", Box::new(crate_poly1305)),
             ("limbs-scalar", Box::new(|k, m| limbs_poly1305(k, m, None))),
         ];
@@ -629,18 +626,6 @@ mod tests {
         for (limbs, want) in cases {
             let mut h = limbs;
             assert_eq!(finish(&mut h), want, "{limbs:?}");
-        }
-    }
-
-    #[test]
-    fn dispatch_uses_ifma_where_present() {
-        let e = Engine::detect();
-        assert_eq!(e, Engine::detect());
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512ifma")
-            && std::arch::is_x86_feature_detected!("avx512f")
-        {
-            assert_eq!(e.name(), "avx512ifma");
         }
     }
 
