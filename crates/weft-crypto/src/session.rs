@@ -274,6 +274,8 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
         #[test]
         fn arbitrary_peer_keys_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..70)) {
             let a = EphemeralKeyPair::from_private_bytes(seq_bytes(1));
