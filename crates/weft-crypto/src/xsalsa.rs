@@ -333,8 +333,11 @@ mod x86 {
             counter: u64,
             chunk: &mut [u8; BATCH_LEN],
         ) {
-            // SAFETY: this token exists only if `detect` saw AVX2 on this CPU,
-            // the one target feature `xor8_avx2` is compiled with.
+            // SAFETY: `xor8_avx2` (and `xor_transposed`, which it calls) is
+            // compiled for AVX2 only; this token exists only if `detect`
+            // saw AVX2 on this CPU at run time (`is_x86_feature_detected!`).
+            // It has no other precondition: all its memory accesses are
+            // through the borrowed, fixed-size `input` and `chunk`.
             unsafe { xor8_avx2(input, counter, chunk) }
         }
     }
@@ -357,8 +360,10 @@ mod x86 {
             counter: u64,
             chunk: &mut [u8; BATCH_LEN],
         ) {
-            // SAFETY: this token exists only if `detect` saw AVX2, AVX-512F
-            // and AVX-512VL, the target features `xor8_avx512` is compiled with.
+            // SAFETY: `xor8_avx512` is compiled for AVX2, AVX-512F and
+            // AVX-512VL; this token exists only if `detect` saw all three on
+            // this CPU at run time. It has no other precondition: all its
+            // memory accesses are through the borrowed `input` and `chunk`.
             unsafe { xor8_avx512(input, counter, chunk) }
         }
     }
@@ -406,12 +411,11 @@ mod x86 {
         ($(#[$doc:meta])* $name:ident, $features:literal, $rotl:ident) => {
             $(#[$doc])*
             ///
-            /// # Safety
-            ///
-            /// The CPU must support every feature in the `target_feature`
-            /// attribute.
+            /// Safe to call only from code compiled with the same features;
+            /// its caller, the token's `xor_batch`, holds proof of the
+            /// run-time CPU check.
             #[target_feature(enable = $features)]
-            unsafe fn $name(input: &[u32; 16], counter: u64, chunk: &mut [u8; BATCH_LEN]) {
+            fn $name(input: &[u32; 16], counter: u64, chunk: &mut [u8; BATCH_LEN]) {
                 // Lane j of every vector belongs to block `counter + j`.
                 let mut lo = [0i32; 8];
                 let mut hi = [0i32; 8];
@@ -492,12 +496,9 @@ mod x86 {
     /// 32-bit lanes) and XORs block j's vector into `chunk` at
     /// `64 * j + at`.
     ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX2.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn xor_transposed(rows: [__m256i; 8], chunk: &mut [u8; BATCH_LEN], at: usize) {
+    fn xor_transposed(rows: [__m256i; 8], chunk: &mut [u8; BATCH_LEN], at: usize) {
         let [r0, r1, r2, r3, r4, r5, r6, r7] = rows;
         // Pairs of words, per 128-bit half: (r0[0] r1[0] r0[1] r1[1] | r0[4] r1[4] r0[5] r1[5]) ...
         let t0 = _mm256_unpacklo_epi32(r0, r1);
@@ -528,13 +529,18 @@ mod x86 {
             _mm256_permute2x128_si256::<0x31>(u2, u6),
             _mm256_permute2x128_si256::<0x31>(u3, u7),
         ];
-        let base = chunk.as_mut_ptr();
-        for (j, ks) in blocks.into_iter().enumerate() {
-            // SAFETY: `at` is 0 or 32 and j < 8, so the 32 bytes at
-            // 64j + at lie inside the 512-byte `chunk`, which we borrow
-            // mutably; loadu/storeu accept any alignment.
-            let p = base.add(64 * j + at).cast::<__m256i>();
-            _mm256_storeu_si256(p, _mm256_xor_si256(_mm256_loadu_si256(p), ks));
+        for (block, ks) in chunk.chunks_exact_mut(64).zip(blocks) {
+            // `at` is 0 or 32: the 32 bytes to XOR, or an empty slice (and
+            // no access) if a caller ever passed anything else.
+            let Some(bytes) = block.get_mut(at..at + 32) else {
+                continue;
+            };
+            let p = bytes.as_mut_ptr().cast::<__m256i>();
+            // SAFETY: `p` points to the 32 bytes of `bytes`, a slice of
+            // exactly 32 bytes inside `chunk`, which we borrow mutably; the
+            // load reads and the store writes exactly those 32 bytes, and
+            // loadu/storeu have no alignment requirement.
+            unsafe { _mm256_storeu_si256(p, _mm256_xor_si256(_mm256_loadu_si256(p), ks)) };
         }
     }
 }
