@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Secretbox throughput: the crypto_secretbox crate (baseline) versus weft-crypto's SIMD
+# Secretbox throughput: the crypto_secretbox crate (baseline) and libsodium versus weft-crypto's SIMD
 # XSalsa20-Poly1305, sealing and opening 64 KiB and 1400-byte buffers, in one run.
 #
 #   bench/crypto/run.sh [--mib N] [--repeats N] [--sizes A,B,...] [--impls LIST]
 #     --mib N        bytes processed per measurement, in MiB (default 256)
 #     --repeats N    measurements per case, the fastest is kept (default 3)
 #     --sizes LIST   buffer sizes in bytes (default 65536,1400)
-#     --impls LIST   weft implementations to time besides the baseline, of avx512,avx2,scalar
-#                    (default: all three; those the CPU lacks are skipped)
+#     --impls LIST   what to time besides the baseline, of libsodium,ifma,avx512,avx2,scalar
+#                    (default: all; weft backends the CPU lacks are skipped)
 #
 # Builds in release mode (CARGO_TARGET_DIR if set, else bench/crypto/target). No root needed.
 set -euo pipefail

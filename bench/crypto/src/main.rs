@@ -1,6 +1,9 @@
 //! Seals and opens fixed-size buffers with the `crypto_secretbox` crate (the
-//! baseline weft used before) and with `weft_crypto::secretbox`, and prints
-//! the throughput of each and their ratio. See README.md.
+//! baseline weft used before), libsodium and `weft_crypto::secretbox`, and
+//! prints the throughput of each and their ratio. See README.md.
+
+#[path = "../../../crates/weft-crypto/tests/sodium/mod.rs"]
+mod sodium;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -10,6 +13,27 @@ use crypto_secretbox::XSalsa20Poly1305;
 use poly1305::universal_hash::UniversalHash;
 use poly1305::Poly1305;
 use weft_crypto::secretbox::{onetimeauth, onetimeauth_implementation, SecretBox};
+use weft_crypto::Backend;
+
+/// libsodium's version, as the library reports it.
+fn sodium_version() -> String {
+    // SAFETY: `sodium_version_string` takes no arguments and returns a
+    // pointer to a static NUL-terminated string.
+    #[allow(unsafe_code)]
+    let p = unsafe { libsodium_sys::sodium_version_string() };
+    if p.is_null() {
+        return "?".into();
+    }
+    // SAFETY: `p` is non-null and points to libsodium's static C string.
+    #[allow(unsafe_code)]
+    let s = unsafe { std::ffi::CStr::from_ptr(p) };
+    s.to_string_lossy().into_owned()
+}
+
+/// libsodium's `crypto_onetimeauth_poly1305`.
+fn sodium_mac(key: &[u8; 32], buf: &[u8]) -> [u8; 16] {
+    sodium::onetimeauth_poly1305(key, buf)
+}
 
 const KEY: [u8; 32] = [0x5c; 32];
 
@@ -28,7 +52,7 @@ fn parse_args() -> Result<Args, String> {
         work: 256 << 20,
         repeats: 3,
         sizes: vec![65_536, 1_400],
-        impls: ["baseline", "avx512", "avx2", "scalar"]
+        impls: ["baseline", "libsodium", "ifma", "avx512", "avx2", "scalar"]
             .map(String::from)
             .to_vec(),
     };
@@ -67,14 +91,21 @@ fn parse_args() -> Result<Args, String> {
 /// One secretbox implementation under test.
 enum Imp {
     Baseline(XSalsa20Poly1305),
-    Weft(SecretBox),
+    Sodium(libsodium::Version),
+    Weft(SecretBox, String),
+}
+
+mod libsodium {
+    /// libsodium's version string (`sodium_version_string`).
+    pub struct Version(pub String);
 }
 
 impl Imp {
     fn name(&self) -> String {
         match self {
             Imp::Baseline(_) => "crypto_secretbox 0.1.1".to_string(),
-            Imp::Weft(sb) => format!("weft-crypto ({})", sb.implementation()),
+            Imp::Sodium(v) => format!("libsodium {}", v.0),
+            Imp::Weft(_, name) => format!("weft-crypto ({name})"),
         }
     }
 
@@ -84,7 +115,8 @@ impl Imp {
                 Ok(tag) => tag.into(),
                 Err(e) => panic!("crypto_secretbox seal: {e}"),
             },
-            Imp::Weft(sb) => sb.seal_in_place_detached(nonce, buf),
+            Imp::Sodium(_) => sodium::secretbox_seal_in_place(&KEY, nonce, buf),
+            Imp::Weft(sb, _) => sb.seal_in_place_detached(nonce, buf),
         }
     }
 
@@ -93,7 +125,8 @@ impl Imp {
             Imp::Baseline(c) => c
                 .decrypt_in_place_detached(nonce.into(), &[], buf, tag.into())
                 .is_ok(),
-            Imp::Weft(sb) => sb.open_in_place_detached(nonce, buf, tag).is_ok(),
+            Imp::Sodium(_) => sodium::secretbox_open_in_place(&KEY, nonce, buf, tag),
+            Imp::Weft(sb, _) => sb.open_in_place_detached(nonce, buf, tag).is_ok(),
         }
     }
 }
@@ -176,12 +209,18 @@ fn main() {
 
     // The baseline always runs (the ratios need it); then every requested
     // weft implementation this CPU has.
+    sodium::init();
     let baseline = Imp::Baseline(XSalsa20Poly1305::new((&KEY).into()));
     let mut all = vec![baseline];
     for name in args.impls.iter().filter(|n| *n != "baseline") {
-        match SecretBox::with_implementation(&KEY, name) {
-            Some(sb) => all.push(Imp::Weft(sb)),
-            None => println!("(skipping {name}: unknown or not supported by this CPU)"),
+        if name == "libsodium" {
+            all.push(Imp::Sodium(libsodium::Version(sodium_version())));
+            continue;
+        }
+        match name.parse::<Backend>().map(|b| (b, SecretBox::with_backend(&KEY, b))) {
+            Ok((b, Ok(sb))) => all.push(Imp::Weft(sb, b.name().to_string())),
+            Ok((_, Err(e))) => println!("(skipping {name}: {e})"),
+            Err(e) => println!("(skipping {name}: {e})"),
         }
     }
     // Cross-check before timing: every weft implementation produces the
@@ -204,6 +243,11 @@ fn main() {
             crate_mac(&key, &want),
             "weft-crypto's Poly1305 differs at {size} bytes"
         );
+        assert_eq!(
+            sodium_mac(&key, &want),
+            crate_mac(&key, &want),
+            "libsodium's Poly1305 differs at {size} bytes"
+        );
     }
 
     println!(
@@ -213,7 +257,7 @@ fn main() {
         SecretBox::new(&KEY).implementation()
     );
     println!(
-        "{:>7}  {:<5} {:<24} {:>8} {:>8}",
+        "{:>7}  {:<5} {:<28} {:>8} {:>8}",
         "bytes", "op", "implementation", "GB/s", "x base"
     );
     for &size in &args.sizes {
@@ -237,7 +281,7 @@ fn main() {
             for (imp, d) in all.iter().zip(&best) {
                 let rate = gbps(bytes, *d);
                 println!(
-                    "{:>7}  {:<5} {:<24} {:>8.3} {:>7.2}x",
+                    "{:>7}  {:<5} {:<28} {:>8.3} {:>7.2}x",
                     size,
                     op,
                     imp.name(),
@@ -247,14 +291,15 @@ fn main() {
             }
         }
         // The MAC alone: the crate (the base of this row) and weft-crypto's.
-        let macs: [(String, MacFn); 2] = [
+        let macs: [(String, MacFn); 3] = [
             ("poly1305 0.8 alone".to_string(), crate_mac),
+            ("libsodium".to_string(), sodium_mac),
             (
                 format!("weft-crypto ({})", onetimeauth_implementation()),
                 onetimeauth,
             ),
         ];
-        let mut best = [Duration::MAX; 2];
+        let mut best = [Duration::MAX; 3];
         for _ in 0..args.repeats {
             for ((_, mac), best) in macs.iter().zip(best.iter_mut()) {
                 *best = (*best).min(time_mac(*mac, size, iters));
@@ -264,7 +309,7 @@ fn main() {
         for ((name, _), d) in macs.iter().zip(&best) {
             let rate = gbps(bytes, *d);
             println!(
-                "{:>7}  {:<5} {:<24} {:>8.3} {:>7.2}x",
+                "{:>7}  {:<5} {:<28} {:>8.3} {:>7.2}x",
                 size,
                 "mac",
                 name,

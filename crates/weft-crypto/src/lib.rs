@@ -53,13 +53,55 @@
 //! and returns a [`CryptoError`] instead of panicking. The seal/open calls
 //! work in place on caller buffers and do not allocate.
 //!
-//! The only `unsafe` code is the SIMD keystream and Poly1305 kernels (x86
-//! intrinsics), run only after the CPU was checked for the features they
-//! need.
+//! ## Backends
+//!
+//! The secretbox runs on one of four [`Backend`]s (`scalar`, `avx2`,
+//! `avx512`, `ifma`: keystream and Poly1305 code for a class of CPU).
+//! [`SecretBox::new`] takes the best the CPU has, or the one the
+//! `WEFT_CRYPTO_BACKEND` variable forces if the CPU has it;
+//! [`SecretBox::with_backend`] refuses a backend the CPU lacks. The tests
+//! hold every backend this CPU runs ([`available_backends`]) to libsodium
+//! and the RustCrypto crates; `cargo run -q -p weft-crypto --example
+//! backends` prints which ones those are.
+//!
+//! ## Secrets
+//!
+//! Tags are compared in constant time (`subtle::ConstantTimeEq` over all 16
+//! bytes, see [`SecretBox::open_in_place_detached`]). Keys, subkeys, the
+//! Poly1305 key and its r, s limbs and powers, keystream blocks staged in
+//! buffers, and the SHA-256 state over `beforenm ‖ password` are zeroized
+//! after use or on drop (the `poly1305` crate with its `zeroize` feature).
+//! Not reachable from Rust: copies the compiler keeps in vector registers
+//! or spills to the stack inside the SIMD kernels and inside `sha2`'s
+//! compression function.
+//!
+//! ## `unsafe`
+//!
+//! The crate denies `unsafe_code` except in the two private `x86` modules
+//! and requires a `// SAFETY:` comment on every block
+//! (`clippy::undocumented_unsafe_blocks`, `unsafe_op_in_unsafe_fn`). The
+//! kernels are safe `#[target_feature]` functions (the compiler lets only
+//! code compiled with the same features call them without `unsafe`), so
+//! the `unsafe` blocks are exactly these six:
+//!
+//! | where | what | invariant it relies on |
+//! |---|---|---|
+//! | `xsalsa::x86::Avx2::xor_batch` | calls the AVX2 keystream kernel | the `Avx2` token exists only after `is_x86_feature_detected!("avx2")`; the kernel touches memory only through `&[u32; 16]` and `&mut [u8; 512]` |
+//! | `xsalsa::x86::Avx512::xor_batch` | calls the AVX-512VL kernel | the `Avx512` token exists only after AVX2, AVX-512F and AVX-512VL were detected; same borrowed arrays |
+//! | `xsalsa::x86::xor_transposed` | 32-byte unaligned load and store | the pointer comes from a 32-byte subslice of the borrowed 512-byte chunk; `loadu`/`storeu` need no alignment |
+//! | `poly::x86::Ifma::message` | calls the IFMA Poly1305 kernel | the `Ifma` token exists only after AVX-512F and AVX-512 IFMA were detected; the kernel reads the message only through slices |
+//! | `poly::x86::lanes`, `poly::x86::load_group` | 64-byte unaligned loads | each reads exactly the 64 bytes of a borrowed `[u64; 8]` or half of a borrowed `[u8; 128]`; `loadu` needs no alignment |
+//!
+//! The differential tests (`tests/libsodium.rs`) and the fuzz target
+//! (`fuzz/`) each hold libsodium's FFI calls in `tests/sodium/mod.rs`, with
+//! the same comments.
 
 #![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod backend;
 mod error;
 pub mod ipsec;
 mod poly;
@@ -69,6 +111,10 @@ pub mod sleeve;
 pub mod tcp;
 mod xsalsa;
 
+pub use backend::{
+    available_backends, backend_override, default_backend, detected_backend, Backend, BackendError,
+    BACKEND_ENV,
+};
 pub use error::CryptoError;
 pub use ipsec::{derive_ipsec_key, IpsecKey, IPSEC_KEY_LEN, IPSEC_NONCE_LEN};
 pub use secretbox::SecretBox;

@@ -19,15 +19,14 @@
 //!   message, short last block included, goes through the vector code.
 //! * Messages too short to be worth the key powers r^2..r^8 go through the
 //!   same limb arithmetic in scalar code (u64 × u64 → u128 products).
-//! * Without IFMA (checked once per process) the `poly1305` crate is used.
+//! * Without IFMA the `poly1305` crate is used (the choice is the
+//!   [`Backend`](crate::Backend)'s).
 //!
 //! Nothing branches on or indexes by the key or message bytes; the final
 //! reduction mod p selects with masks.
 
 // Elsewhere only the tests run the limb code (through its scalar path).
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-
-use std::sync::OnceLock;
 
 use poly1305::universal_hash::{KeyInit, UniversalHash};
 use zeroize::Zeroize;
@@ -45,17 +44,6 @@ const MIN_VECTOR_LEN: usize = 2 * GROUP;
 const MASK44: u64 = (1 << 44) - 1;
 const MASK42: u64 = (1 << 42) - 1;
 
-/// Poly1305 of `msg` under the one-time `key` (r ‖ s), as NaCl's
-/// `crypto_onetimeauth` computes it. Uses the IFMA kernel when the CPU has
-/// it, the `poly1305` crate otherwise.
-pub(crate) fn poly1305(key: &[u8; 32], msg: &[u8]) -> [u8; 16] {
-    match Engine::detect() {
-        #[cfg(target_arch = "x86_64")]
-        Engine::Ifma(t) => limbs_poly1305(key, msg, Some(t)),
-        Engine::Crate => crate_poly1305(key, msg),
-    }
-}
-
 /// Which Poly1305 code runs; the vector variant can only exist after the
 /// CPU was checked for its features.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,16 +56,16 @@ pub(crate) enum Engine {
 }
 
 impl Engine {
-    /// The fastest engine this CPU runs, checked once per process.
-    pub(crate) fn detect() -> Engine {
-        static BEST: OnceLock<Engine> = OnceLock::new();
-        *BEST.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            if let Some(t) = x86::Ifma::detect() {
-                return Engine::Ifma(t);
-            }
-            Engine::Crate
-        })
+    /// The IFMA engine, if this CPU has AVX-512F and AVX-512 IFMA.
+    pub(crate) fn ifma() -> Option<Engine> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            x86::Ifma::detect().map(Engine::Ifma)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            None
+        }
     }
 
     /// A short name: "avx512ifma" or "poly1305-crate".
@@ -86,6 +74,16 @@ impl Engine {
             Engine::Crate => "poly1305-crate",
             #[cfg(target_arch = "x86_64")]
             Engine::Ifma(_) => "avx512ifma",
+        }
+    }
+
+    /// Poly1305 of `msg` under the one-time `key` (r ‖ s), as NaCl's
+    /// `crypto_onetimeauth` computes it.
+    pub(crate) fn mac(self, key: &[u8; 32], msg: &[u8]) -> [u8; 16] {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Ifma(t) => limbs_poly1305(key, msg, Some(t)),
+            Engine::Crate => crate_poly1305(key, msg),
         }
     }
 }
@@ -291,9 +289,11 @@ pub(crate) mod x86 {
         /// The polynomial of the whole message `msg` (the sum of its
         /// blocks times powers of r, before adding s), partly reduced.
         pub(super) fn message(self, pows: &Powers, msg: &[u8]) -> Limbs {
-            // SAFETY: this token exists only if `detect` saw AVX-512F and
-            // AVX-512 IFMA, the target features `message_ifma` is compiled
-            // with.
+            // SAFETY: `message_ifma` and everything it calls are compiled
+            // for AVX-512F and AVX-512 IFMA; this token exists only if
+            // `detect` saw both on this CPU at run time
+            // (`is_x86_feature_detected!`), so no instruction the CPU lacks
+            // is executed. It has no other precondition.
             unsafe { message_ifma(pows, msg) }
         }
     }
@@ -310,43 +310,44 @@ pub(crate) mod x86 {
 
     /// Loads eight u64 values, one per lane.
     ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX-512F.
+    /// Safe to call only from code compiled with AVX-512F (the compiler
+    /// enforces it; elsewhere a call needs `unsafe` and the CPU check).
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn lanes(v: &[u64; 8]) -> __m512i {
-        // SAFETY: `v` is 64 readable bytes; unaligned loads are allowed.
-        _mm512_loadu_si512(v.as_ptr().cast())
+    fn lanes(v: &[u64; 8]) -> __m512i {
+        // SAFETY: `v` is a reference to 64 initialized bytes, exactly what
+        // the 512-bit load reads; `loadu` has no alignment requirement.
+        unsafe { _mm512_loadu_si512(v.as_ptr().cast()) }
     }
 
-    /// The vector key whose lane j multiplies by `r^(pick(j))`.
-    ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX-512F.
+    /// The vector key whose lane j multiplies by `r^(pick(j))`. The key
+    /// limbs staged on the stack are wiped once loaded.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn vec_key(pows: &Powers, pick: impl Fn(usize) -> usize) -> VecKey {
-        let limb = |i: usize, x: u64| -> [u64; 8] { std::array::from_fn(|j| pows[pick(j)][i] * x) };
-        VecKey {
-            r0: lanes(&limb(0, 1)),
-            r1: lanes(&limb(1, 1)),
-            r2: lanes(&limb(2, 1)),
-            r1x: lanes(&limb(1, 20)),
-            r2x: lanes(&limb(2, 20)),
-        }
+    fn vec_key(pows: &Powers, pick: impl Fn(usize) -> usize) -> VecKey {
+        let mut staged = [0u64; 8];
+        let mut load = |i: usize, x: u64| {
+            for (j, lane) in staged.iter_mut().enumerate() {
+                *lane = pows[pick(j)][i] * x;
+            }
+            lanes(&staged)
+        };
+        let key = VecKey {
+            r0: load(0, 1),
+            r1: load(1, 1),
+            r2: load(2, 1),
+            r1x: load(1, 20),
+            r2x: load(2, 20),
+        };
+        staged.zeroize();
+        key
     }
 
     /// `h · k mod p` lane by lane, partly reduced (limbs below 2^44, 2^45,
     /// 2^42). Limbs of `h` must stay below 2^52, those of `k` below 2^46.
-    ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX-512F and AVX-512 IFMA.
     #[inline]
     #[target_feature(enable = "avx512f,avx512ifma")]
-    unsafe fn mul(h: [__m512i; 3], k: &VecKey) -> [__m512i; 3] {
+    fn mul(h: [__m512i; 3], k: &VecKey) -> [__m512i; 3] {
         let z = _mm512_setzero_si512();
         let [h0, h1, h2] = h;
         // Column c collects the low 52 bits of its products in `lo_c`
@@ -386,13 +387,9 @@ pub(crate) mod x86 {
     }
 
     /// Carries limbs below 2^57 into widths 44, 45, 42 (mod p).
-    ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX-512F.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn carry(d0: __m512i, d1: __m512i, d2: __m512i) -> [__m512i; 3] {
+    fn carry(d0: __m512i, d1: __m512i, d2: __m512i) -> [__m512i; 3] {
         let m44 = _mm512_set1_epi64(MASK44 as i64);
         let m42 = _mm512_set1_epi64(MASK42 as i64);
         let d1 = _mm512_add_epi64(d1, _mm512_srli_epi64::<44>(d0));
@@ -408,20 +405,21 @@ pub(crate) mod x86 {
         [d0, d1, d2]
     }
 
-    /// Loads the eight blocks at `p` as limbs, lane j holding block j, and
-    /// ORs `top` (the 2^128 bits, at bit 40 of limb 2) into limb 2.
-    ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX-512F, and `p` must point to 128 readable
-    /// bytes.
+    /// Loads the eight blocks in `group` as limbs, lane j holding block j,
+    /// and ORs `top` (the 2^128 bits, at bit 40 of limb 2) into limb 2.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn load_group(p: *const u8, top: __m512i) -> [__m512i; 3] {
-        // SAFETY (for both loads): the caller guarantees 128 readable bytes
-        // at `p`; unaligned loads are allowed.
-        let a = _mm512_loadu_si512(p.cast());
-        let b = _mm512_loadu_si512(p.add(64).cast());
+    fn load_group(group: &[u8; GROUP], top: __m512i) -> [__m512i; 3] {
+        let (first, second) = group.split_at(64);
+        // SAFETY: `first` and `second` are the two 64-byte halves of a
+        // borrowed 128-byte array, and each load reads exactly 64 bytes
+        // from the start of one; `loadu` has no alignment requirement.
+        let (a, b) = unsafe {
+            (
+                _mm512_loadu_si512(first.as_ptr().cast()),
+                _mm512_loadu_si512(second.as_ptr().cast()),
+            )
+        };
         // Even 64-bit words are the low halves of the blocks, odd ones the
         // high halves.
         let lo = _mm512_permutex2var_epi64(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b);
@@ -445,11 +443,10 @@ pub(crate) mod x86 {
     /// blocks or the short last block are assembled in a stack buffer
     /// with per-lane 2^128 bits; the others are loaded straight from `msg`.
     ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX-512F and AVX-512 IFMA.
+    /// Safe to call only from code compiled with these features; the one
+    /// caller, [`Ifma::message`], holds the token of the run-time check.
     #[target_feature(enable = "avx512f,avx512ifma")]
-    unsafe fn message_ifma(pows: &Powers, msg: &[u8]) -> Limbs {
+    fn message_ifma(pows: &Powers, msg: &[u8]) -> Limbs {
         let len = msg.len();
         let blocks = len.div_ceil(BLOCK);
         let full = len / BLOCK; // blocks that carry the 2^128 bit
@@ -466,10 +463,17 @@ pub(crate) mod x86 {
             // Block b of the padded sequence is message block b − lead.
             let first_block = (g * 8) as isize - lead as isize;
             let direct = first_block >= 0 && first_block as usize + 8 <= full;
-            let m = if direct {
-                // SAFETY: blocks first_block..first_block + 8 are whole
-                // message blocks, so these 128 bytes lie inside `msg`.
-                load_group(msg.as_ptr().add(first_block as usize * BLOCK), all_top)
+            let whole = if direct {
+                let at = first_block as usize * BLOCK;
+                msg.get(at..at + GROUP)
+                    .and_then(|g| <&[u8; GROUP]>::try_from(g).ok())
+            } else {
+                None
+            };
+            let m = if let Some(group) = whole {
+                // Blocks first_block..first_block + 8 are whole message
+                // blocks: load them where they are.
+                load_group(group, all_top)
             } else {
                 let mut buf = [0u8; GROUP];
                 let mut top = [0u64; 8];
@@ -489,8 +493,7 @@ pub(crate) mod x86 {
                     // The short last block ends with a 0x01 byte.
                     buf[at + (to - from)] = 1;
                 }
-                // SAFETY: `buf` is 128 readable bytes.
-                let m = load_group(buf.as_ptr(), lanes(&top));
+                let m = load_group(&buf, lanes(&top));
                 buf.zeroize();
                 m
             };
@@ -528,7 +531,6 @@ mod tests {
     /// Every implementation this machine runs, by name.
     fn implementations() -> Vec<(&'static str, Mac)> {
         let mut all: Vec<(&'static str, Mac)> = vec![
-            ("dispatch", Box::new(poly1305)),
             ("crate", Box::new(crate_poly1305)),
             ("limbs-scalar", Box::new(|k, m| limbs_poly1305(k, m, None))),
         ];
@@ -598,8 +600,13 @@ mod tests {
         // the products run at the top of their ranges.
         let ones = vec![0xffu8; 70_000];
         let mut lens: Vec<usize> = (0..=300).collect();
-        for base in [512usize, 1024, 1400, 4096, 65_536, 70_000 - 130] {
-            lens.extend((base - 130)..=(base + 130).min(70_000));
+        // Every remainder mod the 128-byte group around small bases; near
+        // the long ones a few, which is where the accumulator runs longest.
+        for base in [512usize, 1024, 1400, 4096] {
+            lens.extend((base - 130)..=(base + 130));
+        }
+        for base in [65_536usize, 70_000 - 17] {
+            lens.extend((base - 17)..=(base + 17));
         }
         for len in lens {
             run(&MAX_KEY, &ones[..len]);
@@ -629,18 +636,6 @@ mod tests {
         for (limbs, want) in cases {
             let mut h = limbs;
             assert_eq!(finish(&mut h), want, "{limbs:?}");
-        }
-    }
-
-    #[test]
-    fn dispatch_uses_ifma_where_present() {
-        let e = Engine::detect();
-        assert_eq!(e, Engine::detect());
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512ifma")
-            && std::arch::is_x86_feature_detected!("avx512f")
-        {
-            assert_eq!(e.name(), "avx512ifma");
         }
     }
 

@@ -12,7 +12,6 @@
 //! and is the input keying material of the fastdp IPsec keys ([`crate::ipsec`]).
 
 use rand_core::{CryptoRng, RngCore};
-use sha2::{Digest, Sha256};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -143,12 +142,69 @@ impl EphemeralKeyPair {
         }
         // crypto_box_beforenm: HSalsa20 over a zero input, keyed by the DH output.
         let beforenm = hsalsa20(shared.as_bytes(), &[0u8; 16]);
-
-        let mut hasher = Sha256::new();
-        hasher.update(beforenm.as_slice());
-        hasher.update(password);
-        Ok(SessionKey(hasher.finalize().into()))
+        Ok(SessionKey(sha256_wiped(&[beforenm.as_slice(), password])))
     }
+}
+
+/// SHA-256 of the concatenation of `parts`, with every byte of state it
+/// keeps wiped before returning.
+///
+/// `sha2` 0.10's `Sha256` has no `zeroize` support: dropping it leaves the
+/// chaining value and the last partial block (here `beforenm` and the
+/// password) in memory. So the message blocks are assembled in a buffer of
+/// our own and fed to `sha2`'s compression function, and the buffer and the
+/// chaining value are zeroized; only the digest, which the caller keeps as
+/// the key, survives. (What `compress256` itself leaves in registers or its
+/// own stack frame is beyond our reach, as with any library.)
+fn sha256_wiped(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::digest::generic_array::GenericArray;
+
+    /// SHA-256's initial chaining value (FIPS 180-4, 5.3.3).
+    const H0: [u32; 8] = [
+        0x6a09_e667,
+        0xbb67_ae85,
+        0x3c6e_f372,
+        0xa54f_f53a,
+        0x510e_527f,
+        0x9b05_688c,
+        0x1f83_d9ab,
+        0x5be0_cd19,
+    ];
+    let mut state = Zeroizing::new(H0);
+    let mut block = Zeroizing::new([0u8; 64]);
+    // `compress256` takes blocks as `GenericArray`s; this views our buffer
+    // as one, without a copy.
+    let compress = |state: &mut [u32; 8], block: &[u8; 64]| {
+        sha2::compress256(state, std::slice::from_ref(GenericArray::from_slice(block)));
+    };
+    let mut used = 0usize;
+    let mut total: u64 = 0;
+    for part in parts {
+        for &byte in *part {
+            block[used] = byte;
+            used += 1;
+            if used == block.len() {
+                compress(&mut state, &block);
+                used = 0;
+            }
+        }
+        total = total.wrapping_add(part.len() as u64);
+    }
+    // Padding: 0x80, zeros, then the message length in bits (big-endian)
+    // in the last 8 bytes, spilling into one more block if needed.
+    block[used] = 0x80;
+    block[used + 1..].fill(0);
+    if used + 1 > block.len() - 8 {
+        compress(&mut state, &block);
+        block.fill(0);
+    }
+    block[56..].copy_from_slice(&total.wrapping_mul(8).to_be_bytes());
+    compress(&mut state, &block);
+    let mut digest = [0u8; 32];
+    for (out, word) in digest.chunks_exact_mut(4).zip(state.iter()) {
+        out.copy_from_slice(&word.to_be_bytes());
+    }
+    digest
 }
 
 impl std::fmt::Debug for EphemeralKeyPair {
@@ -218,11 +274,47 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
         #[test]
         fn arbitrary_peer_keys_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..70)) {
             let a = EphemeralKeyPair::from_private_bytes(seq_bytes(1));
             let r = a.session_key(&bytes, b"pw");
             proptest::prop_assert!(bytes.len() == 32 || r == Err(CryptoError::BadPublicKeyLength(bytes.len())));
+        }
+    }
+
+    #[test]
+    fn wiped_sha256_is_sha256() {
+        use sha2::{Digest, Sha256};
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 37 + 11) as u8).collect();
+        // Every split of every length up to 300 bytes crosses the 55/56/64
+        // byte padding boundaries and block edges inside and between parts.
+        for len in 0..=data.len() {
+            let want: [u8; 32] = Sha256::digest(&data[..len]).into();
+            for cut in [0, 1, 32, len / 2, len.saturating_sub(1), len] {
+                let cut = cut.min(len);
+                let got = sha256_wiped(&[&data[..cut], &data[cut..len]]);
+                assert_eq!(got, want, "len {len} cut {cut}");
+            }
+        }
+        assert_eq!(sha256_wiped(&[]), <[u8; 32]>::from(Sha256::digest(b"")));
+    }
+
+    #[test]
+    fn session_key_is_sha256_of_beforenm_and_password() {
+        use sha2::{Digest, Sha256};
+        let a = EphemeralKeyPair::from_private_bytes(seq_bytes(1));
+        let b = EphemeralKeyPair::from_private_bytes(seq_bytes(0x80));
+        let shared = a.secret.diffie_hellman(&PublicKey::from(b.public_key()));
+        let beforenm = hsalsa20(shared.as_bytes(), &[0u8; 16]);
+        for password in [&b""[..], b"pw", &[0x55; 100][..]] {
+            let mut h = Sha256::new();
+            h.update(beforenm.as_slice());
+            h.update(password);
+            let want: [u8; 32] = h.finalize().into();
+            let got = a.session_key(&b.public_key(), password).unwrap();
+            assert_eq!(got.as_bytes(), &want);
         }
     }
 

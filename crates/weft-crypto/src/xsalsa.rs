@@ -11,15 +11,13 @@
 //! * [`Salsa20`] is a keyed Salsa20/20 instance (subkey plus the last 8
 //!   nonce bytes) that XORs its keystream into caller buffers, starting at
 //!   any block counter and any byte offset inside that block.
-//! * [`Backend`] picks the implementation: AVX-512 (VL) or AVX2 on x86_64
-//!   when the CPU has them (detected once, then cached), otherwise a
-//!   portable scalar core. Tests can ask for each one explicitly.
+//! * [`Keystream`] names the implementation: AVX-512 (VL) or AVX2 on
+//!   x86_64 when the CPU has them, otherwise a portable scalar core. The
+//!   crate's [`Backend`](crate::Backend) decides which one runs.
 //!
 //! All the `unsafe` code (the intrinsics) lives in the private `x86` module;
 //! its functions are reachable only through tokens that exist after a
 //! successful run-time feature check.
-
-use std::sync::OnceLock;
 
 use salsa20::cipher::consts::U10;
 use salsa20::cipher::generic_array::GenericArray;
@@ -61,9 +59,11 @@ fn quarter(x: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize) {
     x[a] ^= x[d].wrapping_add(x[c]).rotate_left(18);
 }
 
-/// The keystream block `counter` of the instance whose input words (counter
-/// words left at zero) are `input`. The plain one-block-at-a-time core.
-fn scalar_block(input: &[u32; 16], counter: u64) -> [u8; BLOCK_LEN] {
+/// Writes keystream block `counter` of the instance whose input words
+/// (counter words left at zero) are `input` into `out`. The plain
+/// one-block-at-a-time core; its working state is zeroized before it
+/// returns.
+fn scalar_block(input: &[u32; 16], counter: u64, out: &mut [u8; BLOCK_LEN]) {
     let mut start = *input;
     start[8] = counter as u32;
     start[9] = (counter >> 32) as u32;
@@ -80,18 +80,17 @@ fn scalar_block(input: &[u32; 16], counter: u64) -> [u8; BLOCK_LEN] {
         quarter(&mut x, 10, 11, 8, 9);
         quarter(&mut x, 15, 12, 13, 14);
     }
-    let mut out = [0u8; BLOCK_LEN];
     for (i, bytes) in out.chunks_exact_mut(4).enumerate() {
         bytes.copy_from_slice(&x[i].wrapping_add(start[i]).to_le_bytes());
     }
     x.zeroize();
     start.zeroize();
-    out
 }
 
 /// XORs `data` (at most one block) with keystream block `counter`.
 fn scalar_xor_block(input: &[u32; 16], counter: u64, data: &mut [u8]) {
-    let mut ks = scalar_block(input, counter);
+    let mut ks = [0u8; BLOCK_LEN];
+    scalar_block(input, counter, &mut ks);
     for (d, k) in data.iter_mut().zip(ks.iter()) {
         *d ^= k;
     }
@@ -110,39 +109,36 @@ enum Kind {
 /// Which Salsa20 implementation to run. The SIMD variants can only be
 /// obtained after the CPU was checked for the features they use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Backend(Kind);
+pub(crate) struct Keystream(Kind);
 
-impl Backend {
-    /// The fastest implementation this CPU supports; the CPU is checked once
-    /// per process.
-    pub(crate) fn detect() -> Backend {
-        static BEST: OnceLock<Backend> = OnceLock::new();
-        *BEST.get_or_init(|| {
-            Backend::avx512()
-                .or_else(Backend::avx2)
-                .unwrap_or_else(Backend::scalar)
-        })
+impl Keystream {
+    /// The fastest implementation this CPU supports.
+    #[cfg(test)]
+    pub(crate) fn detect() -> Keystream {
+        Keystream::avx512()
+            .or_else(Keystream::avx2)
+            .unwrap_or_else(Keystream::scalar)
     }
 
     /// Every implementation this machine can run (for tests that cover them all).
     #[cfg(test)]
-    pub(crate) fn all() -> Vec<Backend> {
-        let mut all = vec![Backend::scalar()];
-        all.extend(Backend::avx2());
-        all.extend(Backend::avx512());
+    pub(crate) fn all() -> Vec<Keystream> {
+        let mut all = vec![Keystream::scalar()];
+        all.extend(Keystream::avx2());
+        all.extend(Keystream::avx512());
         all
     }
 
     /// The portable implementation, available everywhere.
-    pub(crate) fn scalar() -> Backend {
-        Backend(Kind::Scalar)
+    pub(crate) fn scalar() -> Keystream {
+        Keystream(Kind::Scalar)
     }
 
     /// Eight blocks per step in 256-bit AVX2 registers, if the CPU has AVX2.
-    pub(crate) fn avx2() -> Option<Backend> {
+    pub(crate) fn avx2() -> Option<Keystream> {
         #[cfg(target_arch = "x86_64")]
         {
-            x86::Avx2::detect().map(|t| Backend(Kind::Avx2(t)))
+            x86::Avx2::detect().map(|t| Keystream(Kind::Avx2(t)))
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -152,25 +148,14 @@ impl Backend {
 
     /// The AVX2 kernel with AVX-512VL's one-instruction rotations and its 32
     /// vector registers, if the CPU has AVX-512F and AVX-512VL.
-    pub(crate) fn avx512() -> Option<Backend> {
+    pub(crate) fn avx512() -> Option<Keystream> {
         #[cfg(target_arch = "x86_64")]
         {
-            x86::Avx512::detect().map(|t| Backend(Kind::Avx512(t)))
+            x86::Avx512::detect().map(|t| Keystream(Kind::Avx512(t)))
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
             None
-        }
-    }
-
-    /// The implementation called `name` (see [`Backend::name`]), if this
-    /// CPU can run it.
-    pub(crate) fn by_name(name: &str) -> Option<Backend> {
-        match name {
-            "scalar" => Some(Backend::scalar()),
-            "avx2" => Backend::avx2(),
-            "avx512" => Backend::avx512(),
-            _ => None,
         }
     }
 
@@ -248,7 +233,7 @@ impl Salsa20 {
     /// how many bytes were written (at least one block).
     pub(crate) fn fill(
         &self,
-        backend: Backend,
+        backend: Keystream,
         counter: u64,
         need: usize,
         buf: &mut [u8; BATCH_LEN],
@@ -257,7 +242,9 @@ impl Salsa20 {
             let blocks = need.div_ceil(BLOCK_LEN).clamp(1, BATCH_BLOCKS);
             let mut c = counter;
             for block in buf[..blocks * BLOCK_LEN].chunks_exact_mut(BLOCK_LEN) {
-                block.copy_from_slice(&scalar_block(&self.input, c));
+                if let Ok(block) = <&mut [u8; BLOCK_LEN]>::try_from(block) {
+                    scalar_block(&self.input, c, block);
+                }
                 c = c.wrapping_add(1);
             }
             blocks * BLOCK_LEN
@@ -270,7 +257,7 @@ impl Salsa20 {
 
     /// XORs `data` with the keystream that starts at the beginning of block
     /// `counter`.
-    pub(crate) fn xor_blocks(&self, backend: Backend, counter: u64, data: &mut [u8]) {
+    pub(crate) fn xor_blocks(&self, backend: Keystream, counter: u64, data: &mut [u8]) {
         let mut counter = counter;
         let mut chunks = data.chunks_exact_mut(BATCH_LEN);
         for chunk in &mut chunks {
@@ -292,7 +279,7 @@ impl Salsa20 {
     /// XORs `data` with the keystream that starts at byte `offset` of block
     /// `counter` (an offset of a block or more moves to later blocks).
     #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn xor_at(&self, backend: Backend, counter: u64, offset: usize, data: &mut [u8]) {
+    pub(crate) fn xor_at(&self, backend: Keystream, counter: u64, offset: usize, data: &mut [u8]) {
         let counter = counter.wrapping_add((offset / BLOCK_LEN) as u64);
         let offset = offset % BLOCK_LEN;
         if offset == 0 {
@@ -346,8 +333,11 @@ mod x86 {
             counter: u64,
             chunk: &mut [u8; BATCH_LEN],
         ) {
-            // SAFETY: this token exists only if `detect` saw AVX2 on this CPU,
-            // the one target feature `xor8_avx2` is compiled with.
+            // SAFETY: `xor8_avx2` (and `xor_transposed`, which it calls) is
+            // compiled for AVX2 only; this token exists only if `detect`
+            // saw AVX2 on this CPU at run time (`is_x86_feature_detected!`).
+            // It has no other precondition: all its memory accesses are
+            // through the borrowed, fixed-size `input` and `chunk`.
             unsafe { xor8_avx2(input, counter, chunk) }
         }
     }
@@ -370,8 +360,10 @@ mod x86 {
             counter: u64,
             chunk: &mut [u8; BATCH_LEN],
         ) {
-            // SAFETY: this token exists only if `detect` saw AVX2, AVX-512F
-            // and AVX-512VL, the target features `xor8_avx512` is compiled with.
+            // SAFETY: `xor8_avx512` is compiled for AVX2, AVX-512F and
+            // AVX-512VL; this token exists only if `detect` saw all three on
+            // this CPU at run time. It has no other precondition: all its
+            // memory accesses are through the borrowed `input` and `chunk`.
             unsafe { xor8_avx512(input, counter, chunk) }
         }
     }
@@ -419,12 +411,11 @@ mod x86 {
         ($(#[$doc:meta])* $name:ident, $features:literal, $rotl:ident) => {
             $(#[$doc])*
             ///
-            /// # Safety
-            ///
-            /// The CPU must support every feature in the `target_feature`
-            /// attribute.
+            /// Safe to call only from code compiled with the same features;
+            /// its caller, the token's `xor_batch`, holds proof of the
+            /// run-time CPU check.
             #[target_feature(enable = $features)]
-            unsafe fn $name(input: &[u32; 16], counter: u64, chunk: &mut [u8; BATCH_LEN]) {
+            fn $name(input: &[u32; 16], counter: u64, chunk: &mut [u8; BATCH_LEN]) {
                 // Lane j of every vector belongs to block `counter + j`.
                 let mut lo = [0i32; 8];
                 let mut hi = [0i32; 8];
@@ -505,12 +496,9 @@ mod x86 {
     /// 32-bit lanes) and XORs block j's vector into `chunk` at
     /// `64 * j + at`.
     ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX2.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn xor_transposed(rows: [__m256i; 8], chunk: &mut [u8; BATCH_LEN], at: usize) {
+    fn xor_transposed(rows: [__m256i; 8], chunk: &mut [u8; BATCH_LEN], at: usize) {
         let [r0, r1, r2, r3, r4, r5, r6, r7] = rows;
         // Pairs of words, per 128-bit half: (r0[0] r1[0] r0[1] r1[1] | r0[4] r1[4] r0[5] r1[5]) ...
         let t0 = _mm256_unpacklo_epi32(r0, r1);
@@ -541,13 +529,18 @@ mod x86 {
             _mm256_permute2x128_si256::<0x31>(u2, u6),
             _mm256_permute2x128_si256::<0x31>(u3, u7),
         ];
-        let base = chunk.as_mut_ptr();
-        for (j, ks) in blocks.into_iter().enumerate() {
-            // SAFETY: `at` is 0 or 32 and j < 8, so the 32 bytes at
-            // 64j + at lie inside the 512-byte `chunk`, which we borrow
-            // mutably; loadu/storeu accept any alignment.
-            let p = base.add(64 * j + at).cast::<__m256i>();
-            _mm256_storeu_si256(p, _mm256_xor_si256(_mm256_loadu_si256(p), ks));
+        for (block, ks) in chunk.chunks_exact_mut(64).zip(blocks) {
+            // `at` is 0 or 32: the 32 bytes to XOR, or an empty slice (and
+            // no access) if a caller ever passed anything else.
+            let Some(bytes) = block.get_mut(at..at + 32) else {
+                continue;
+            };
+            let p = bytes.as_mut_ptr().cast::<__m256i>();
+            // SAFETY: `p` points to the 32 bytes of `bytes`, a slice of
+            // exactly 32 bytes inside `chunk`, which we borrow mutably; the
+            // load reads and the store writes exactly those 32 bytes, and
+            // loadu/storeu have no alignment requirement.
+            unsafe { _mm256_storeu_si256(p, _mm256_xor_si256(_mm256_loadu_si256(p), ks)) };
         }
     }
 }
@@ -558,8 +551,8 @@ mod tests {
     use proptest::prelude::*;
     use salsa20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 
-    fn backends() -> Vec<Backend> {
-        Backend::all()
+    fn backends() -> Vec<Keystream> {
+        Keystream::all()
     }
 
     /// The `salsa20` crate's keystream XOR from byte `pos` of the stream.
@@ -571,8 +564,8 @@ mod tests {
 
     #[test]
     fn detection_is_stable_and_simd_is_present_here() {
-        let b = Backend::detect();
-        assert_eq!(b, Backend::detect());
+        let b = Keystream::detect();
+        assert_eq!(b, Keystream::detect());
         if std::arch::is_x86_feature_detected!("avx2") {
             assert!(!b.is_scalar(), "AVX2 machine fell back to {}", b.name());
         }
@@ -630,7 +623,7 @@ mod tests {
     fn counter_wraps_the_same_way_everywhere() {
         let s = Salsa20::new(&[5; 32], &[6; 8]);
         let mut want = vec![0u8; 1500];
-        s.xor_at(Backend::scalar(), u64::MAX - 3, 5, &mut want);
+        s.xor_at(Keystream::scalar(), u64::MAX - 3, 5, &mut want);
         for b in backends() {
             let mut got = vec![0u8; 1500];
             s.xor_at(b, u64::MAX - 3, 5, &mut got);
@@ -647,7 +640,7 @@ mod tests {
                 let made = s.fill(b, 7, need, &mut buf);
                 assert!(made >= need.clamp(1, BATCH_LEN) && made.is_multiple_of(BLOCK_LEN));
                 let mut want = vec![0u8; made];
-                s.xor_blocks(Backend::scalar(), 7, &mut want);
+                s.xor_blocks(Keystream::scalar(), 7, &mut want);
                 assert_eq!(&buf[..made], &want[..], "{} need {need}", b.name());
             }
         }
@@ -658,7 +651,7 @@ mod tests {
         let key = [0x11u8; 32];
         let nonce: [u8; 24] = std::array::from_fn(|i| i as u8);
         let mut got = vec![0u8; 777];
-        Salsa20::xsalsa20(&key, &nonce).xor_at(Backend::detect(), 0, 0, &mut got);
+        Salsa20::xsalsa20(&key, &nonce).xor_at(Keystream::detect(), 0, 0, &mut got);
         let mut want = vec![0u8; 777];
         let mut c = salsa20::XSalsa20::new(&key.into(), &nonce.into());
         c.apply_keystream(&mut want);
@@ -680,7 +673,7 @@ mod tests {
                                data in proptest::collection::vec(any::<u8>(), 0..5000)) {
             let s = Salsa20::new(&key, &nonce);
             let mut want = data.clone();
-            s.xor_at(Backend::scalar(), counter, offset, &mut want);
+            s.xor_at(Keystream::scalar(), counter, offset, &mut want);
             for b in backends() {
                 let mut got = data.clone();
                 s.xor_at(b, counter, offset, &mut got);
@@ -694,7 +687,7 @@ mod tests {
                                         len in 0usize..3000) {
             let s = Salsa20::new(&key, &nonce);
             let mut got = vec![0xa5u8; len];
-            s.xor_at(Backend::scalar(), counter, offset, &mut got);
+            s.xor_at(Keystream::scalar(), counter, offset, &mut got);
             let mut want = vec![0xa5u8; len];
             reference(&key, &nonce, counter * 64 + offset as u64, &mut want);
             prop_assert_eq!(got, want);
