@@ -1463,7 +1463,8 @@ impl Actor {
     /// Queue `msg` for connection `conn`. A full queue means the peer has not been reading
     /// for a while: close the connection rather than hold more for it.
     fn send_to_conn(&mut self, now: Instant, conn: ConnId, msg: Message) {
-        let Some(p) = self.peers.get(&conn) else {
+        // Nothing more for a connection being closed (it stays known until its task ends).
+        let Some(p) = self.peers.get(&conn).filter(|p| p.close.is_some()) else {
             return;
         };
         match p.cmd.try_send(msg) {
