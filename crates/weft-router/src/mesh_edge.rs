@@ -427,9 +427,27 @@ pub struct PeerTraffic {
     pub received_bytes: u64,
 }
 
+/// The write half of a connection, which can be told to reset the connection when closed.
+trait WriteHalf: AsyncWrite + Unpin {
+    /// Make closing discard what is unsent and reset the connection.
+    fn reset_on_close(&self);
+}
+
+impl WriteHalf for tokio::net::tcp::OwnedWriteHalf {
+    fn reset_on_close(&self) {
+        reset_on_close(self.as_ref());
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite> WriteHalf for tokio::io::WriteHalf<T> {
+    fn reset_on_close(&self) {}
+}
+
 /// `SO_LINGER` 0: closing the socket resets the connection and frees it at once, whatever
-/// is unsent (Weave sets it on every mesh connection). With a zero timeout the close does not
-/// block.
+/// is unsent. Used for connections refused at accept, and for a connection closed with
+/// output its peer never took (otherwise the kernel would keep trying to deliver it). With a
+/// zero timeout the close does not block. (Weave sets it on every connection; weft does not,
+/// so a peer still reads our last bytes, e.g. the features that tell it passwords differ.)
 fn reset_on_close(stream: &TcpStream) {
     use nix::sys::socket::{setsockopt, sockopt};
     let off = libc::linger {
@@ -1228,9 +1246,6 @@ impl Actor {
         let id = self.next_conn;
         self.next_conn += 1;
         let _ = stream.set_nodelay(true);
-        // As Weave: closing resets the connection, so nothing queued for a peer that does not
-        // read keeps the socket (and its buffers) alive after we let go of it.
-        reset_on_close(&stream);
         let local_addr = stream.local_addr().ok();
         let local = LocalIdentity {
             name: self.settings.name,
@@ -1797,7 +1812,7 @@ async fn conn_task<R, W>(
     ctl: ConnCtl,
 ) where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    W: WriteHalf,
 {
     let ConnCtl {
         mut cmds,
@@ -1904,8 +1919,12 @@ async fn conn_task<R, W>(
         }
     }
     drop(permit);
-    // Do not wait on a peer that does not read: the socket resets when dropped.
-    let _ = tokio::time::timeout(Duration::from_millis(100), wr.shutdown()).await;
+    if off < out.len() {
+        // The peer did not take what we wrote: reset instead of a close that lingers.
+        wr.reset_on_close();
+    } else {
+        let _ = tokio::time::timeout(Duration::from_millis(100), wr.shutdown()).await;
+    }
     drop(wr);
     drop(rd);
     let error = conn.error().cloned();
