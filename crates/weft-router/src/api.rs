@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::oneshot;
 
-use crate::mesh_edge::{ApiRequest, DataStats, MeshHandle};
+use crate::mesh_edge::{ApiRequest, ConnStats, DataStats, MeshHandle};
 use crate::metrics;
 use crate::status::{self, RouterStatus};
 use crate::template::{self, TemplateError};
@@ -36,10 +36,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 /// A consistent snapshot of everything the status views show.
 async fn snapshot(s: &ApiState) -> Result<RouterStatus, Response> {
-    snapshot_with_data(s).await.map(|(st, _)| st)
+    snapshot_with_data(s).await.map(|(st, _, _)| st)
 }
 
-async fn snapshot_with_data(s: &ApiState) -> Result<(RouterStatus, DataStats), Response> {
+async fn snapshot_with_data(
+    s: &ApiState,
+) -> Result<(RouterStatus, DataStats, ConnStats), Response> {
     let (tx, rx) = oneshot::channel();
     let unavailable = || {
         text(
@@ -55,7 +57,7 @@ async fn snapshot_with_data(s: &ApiState) -> Result<(RouterStatus, DataStats), R
     st.encryption = snap.encryption;
     st.trusted_subnets = snap.trusted_subnets;
     st.now = snap.taken;
-    Ok((st, snap.data))
+    Ok((st, snap.data, snap.conns))
 }
 
 async fn status_main(State(s): State<Arc<ApiState>>) -> Response {
@@ -208,9 +210,10 @@ fn render_template(format: &str, report: &serde_json::Value) -> Response {
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
     match snapshot_with_data(&s).await {
-        Ok((st, data)) => {
+        Ok((st, data, conns)) => {
             let mut body = metrics::render_metrics(&st);
             body.push_str(&data_metrics(&data));
+            body.push_str(&conn_metrics(&conns));
             (
                 [(
                     header::CONTENT_TYPE,
@@ -284,6 +287,31 @@ fn data_metrics(d: &DataStats) -> String {
             ));
         }
     }
+    out
+}
+
+/// Mesh connections refused or closed to protect the router, in Prometheus text.
+fn conn_metrics(c: &ConnStats) -> String {
+    let mut out = format!(
+        "# HELP weft_connections_handshaking Inbound mesh connections still in the handshake.\n\
+         # TYPE weft_connections_handshaking gauge\n\
+         weft_connections_handshaking {}\n\
+         # HELP weft_connections_refused_total Inbound mesh connections closed at accept, by the cap they were over.\n\
+         # TYPE weft_connections_refused_total counter\n",
+        c.handshaking
+    );
+    for (reason, n) in &c.refused {
+        out.push_str(&format!(
+            "weft_connections_refused_total{{reason=\"{reason}\"}} {n}\n"
+        ));
+    }
+    out.push_str(&format!(
+        "# HELP weft_connections_closed_total Mesh connections closed because the peer did not read.\n\
+         # TYPE weft_connections_closed_total counter\n\
+         weft_connections_closed_total{{reason=\"queue_full\"}} {}\n\
+         weft_connections_closed_total{{reason=\"write_timeout\"}} {}\n",
+        c.not_reading, c.write_timeouts
+    ));
     out
 }
 

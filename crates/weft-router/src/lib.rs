@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bridge;
+pub mod handshake_gate;
 pub mod identity;
 pub mod mesh_edge;
 pub mod metrics;
@@ -22,8 +23,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tracing::info;
+use tracing::{info, warn};
 use weft_mesh::PeerName;
+pub use weft_wire::Password;
 
 use crate::identity::{Identity, IdentityError, SystemIds};
 use crate::mesh_edge::MeshSettings;
@@ -53,7 +55,8 @@ pub struct MeshOptions {
     pub port: u16,
     /// Listen address for the mesh (all addresses by default).
     pub host: IpAddr,
-    pub password: Option<Vec<u8>>,
+    /// Shared by every connection, wiped when the router lets go of it.
+    pub password: Option<Password>,
     /// Initial targets.
     pub peers: Vec<String>,
     /// Use the persisted targets instead of `peers`.
@@ -86,7 +89,7 @@ impl std::fmt::Debug for MeshOptions {
         f.debug_struct("MeshOptions")
             .field("port", &self.port)
             .field("host", &self.host)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password)
             .field("peers", &self.peers)
             .field("resume", &self.resume)
             .field("conn_limit", &self.conn_limit)
@@ -137,6 +140,7 @@ pub async fn run(
     config: RouterConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RouterError> {
+    raise_nofile_limit();
     config.dirs.prepare()?;
     // A router killed a moment ago may still hold the pid file while the kernel tears down
     // its TAP and sockets: wait for it (bounded) rather than refusing to start.
@@ -229,6 +233,21 @@ pub async fn run(
     systemd::notify("STOPPING=1");
     info!("weft router stopped");
     Ok(())
+}
+
+/// Raise the soft limit on open descriptors to the hard limit. Every mesh connection, DF
+/// socket and API client takes one; the common default soft limit of 1024 is small for a
+/// router with hundreds of peers. (The handshake caps keep the router working even at 1024.)
+fn raise_nofile_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => info!("open file limit raised from {soft} to {hard}"),
+            Err(e) => warn!("cannot raise the open file limit from {soft} to {hard}: {e}"),
+        },
+        Ok((soft, _)) => info!("open file limit: {soft}"),
+        Err(e) => warn!("cannot read the open file limit: {e}"),
+    }
 }
 
 fn hostname() -> String {

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::sleep_until;
 use tracing::{debug, info, warn};
@@ -35,9 +36,10 @@ use weft_switch::{
 };
 use weft_wire::{
     Config as WireConfig, Connection, ConnectionError, Event, Features, GossipEnvelope,
-    LocalIdentity, Message, OverlayControlMsg, RemotePeer, UnicastEnvelope,
+    LocalIdentity, Message, OverlayControlMsg, Password, RemotePeer, UnicastEnvelope,
 };
 
+use crate::handshake_gate::{self, HandshakeGate, Permit};
 use crate::sleeve_io::{self, DfError, DfSocket};
 use crate::subnet::Subnet;
 
@@ -60,7 +62,7 @@ pub struct MeshSettings {
     pub port: u16,
     /// Address to listen on (all addresses by default).
     pub host: IpAddr,
-    pub password: Option<Vec<u8>>,
+    pub password: Option<Password>,
     pub peers: Vec<String>,
     pub conn_limit: usize,
     pub discovery: bool,
@@ -77,7 +79,7 @@ impl std::fmt::Debug for MeshSettings {
         f.debug_struct("MeshSettings")
             .field("name", &self.name)
             .field("port", &self.port)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password)
             .field("peers", &self.peers)
             .finish_non_exhaustive()
     }
@@ -107,6 +109,21 @@ pub struct MeshSnapshot {
     pub taken: (Instant, SystemTime),
     /// Sleeve datagrams dropped (malformed, failed authentication, replayed, unknown sender).
     pub data: DataStats,
+    /// Mesh connections refused or closed to protect the router.
+    pub conns: ConnStats,
+}
+
+/// Mesh connections refused or closed to protect the router.
+#[derive(Debug, Clone, Default)]
+pub struct ConnStats {
+    /// Inbound connections handshaking now.
+    pub handshaking: usize,
+    /// Inbound connections closed at accept, by cap (`handshake_cap`, `handshake_cap_per_source`).
+    pub refused: Vec<(&'static str, u64)>,
+    /// Connections closed because the peer did not read: its queue overflowed.
+    pub not_reading: u64,
+    /// Connections closed because a write made no progress for the write deadline.
+    pub write_timeouts: u64,
 }
 
 /// A handle the API uses to reach the actor.
@@ -122,7 +139,7 @@ impl MeshHandle {
 }
 
 enum Input {
-    Accepted(TcpStream, SocketAddr),
+    Accepted(TcpStream, SocketAddr, Permit),
     Dialed {
         address: String,
         must_be_known: bool,
@@ -140,6 +157,8 @@ enum Input {
         conn: ConnId,
         error: Option<ConnectionError>,
         io_error: Option<String>,
+        /// A write made no progress for the write deadline.
+        write_stalled: bool,
     },
     Api(ApiRequest),
 }
@@ -186,14 +205,34 @@ fn read_frame(tap: &std::fs::File, buf: &mut Vec<u8>) -> io::Result<usize> {
     Ok(n as usize)
 }
 
-enum ConnCmd {
-    Send(Message),
-    Close(String),
+/// Messages the actor may queue for one connection. A peer that does not read lets them pile
+/// up (its task stops taking them while [`OUT_BUDGET`] bytes wait to be written); when the
+/// queue is full the actor closes the connection instead of holding more.
+const CMD_QUEUE: usize = 1024;
+/// A connection task takes more messages from its queue only while less than this waits to
+/// be written to the socket.
+const OUT_BUDGET: usize = 1 << 20;
+/// A write that makes no progress for this long fails the connection: the peer has not taken
+/// a byte for a whole TCP heartbeat interval (Weave has no write deadline after the
+/// handshake, so a peer that stops reading held its connection, and its queue, forever).
+const WRITE_TIMEOUT: Duration = weft_wire::HEARTBEAT_INTERVAL;
+
+/// What the actor can tell a connection task besides messages.
+struct ConnCtl {
+    /// Messages to send (bounded, see [`CMD_QUEUE`]).
+    cmds: mpsc::Receiver<Message>,
+    /// Close now, with this reason. Dropped sender: the actor forgot the connection.
+    close: oneshot::Receiver<String>,
+    /// The connection's place under the inbound handshake caps, returned at `HandshakeDone`.
+    permit: Option<Permit>,
+    write_timeout: Duration,
 }
 
 /// A connection the actor knows about.
 struct Peer {
-    cmd: mpsc::UnboundedSender<ConnCmd>,
+    cmd: mpsc::Sender<Message>,
+    /// Taken when the close is sent.
+    close: Option<oneshot::Sender<String>>,
     outbound: bool,
     remote_addr: SocketAddr,
     /// Our end of the TCP connection (the DF socket sends from this address, as Weave's does).
@@ -205,6 +244,15 @@ struct Peer {
     /// Index of the sleeve among the overlays both ends offered; `None`: compat mode.
     sleeve_index: Option<u8>,
     remote_name: Option<PeerName>,
+}
+
+impl Peer {
+    /// Tell the connection task to close (once).
+    fn shut(&mut self, why: String) {
+        if let Some(c) = self.close.take() {
+            let _ = c.send(why);
+        }
+    }
 }
 
 /// Bind the mesh sockets. Fails early with a clear error if the port is taken.
@@ -260,7 +308,8 @@ pub fn start(
     let tap = unsafe { AsyncFd::register_with_interest(tap, Interest::READABLE) }
         .map_err(|e| io::Error::other(e.to_string()))?;
     let accept_tx = tx.clone();
-    tokio::spawn(accept_loop(tcp, accept_tx));
+    let gate = HandshakeGate::default();
+    tokio::spawn(accept_loop(tcp, accept_tx, gate.clone()));
     let now = Instant::now();
     let uid = loop {
         let u: u64 = rand::random();
@@ -306,6 +355,8 @@ pub fn start(
         pool: BufferPool::default(),
         captured: Vec::new(),
         reassembler: Reassembler::new(MAX_REASSEMBLY_SENDERS),
+        gate,
+        conn_stats: ConnStats::default(),
     };
     tokio::spawn(actor.run(rx));
     Ok(MeshHandle { tx })
@@ -376,12 +427,51 @@ pub struct PeerTraffic {
     pub received_bytes: u64,
 }
 
-/// Accept connections, at most 20 at once and then one per 50 ms, as Weave does.
-async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<Input>) {
+/// The write half of a connection, which can be told to reset the connection when closed.
+trait WriteHalf: AsyncWrite + Unpin {
+    /// Make closing discard what is unsent and reset the connection.
+    fn reset_on_close(&self);
+}
+
+impl WriteHalf for tokio::net::tcp::OwnedWriteHalf {
+    fn reset_on_close(&self) {
+        reset_on_close(self.as_ref());
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite> WriteHalf for tokio::io::WriteHalf<T> {
+    fn reset_on_close(&self) {}
+}
+
+/// `SO_LINGER` 0: closing the socket resets the connection and frees it at once, whatever
+/// is unsent. Used for connections refused at accept, and for a connection closed with
+/// output its peer never took (otherwise the kernel would keep trying to deliver it). With a
+/// zero timeout the close does not block. (Weave sets it on every connection; weft does not,
+/// so a peer still reads our last bytes, e.g. the features that tell it passwords differ.)
+fn reset_on_close(stream: &TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let off = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    if let Err(e) = setsockopt(stream, sockopt::Linger, &off) {
+        debug!("SO_LINGER on a mesh connection: {e}");
+    }
+}
+
+/// Accept connections, at most 20 at once and then one per 50 ms, as Weave does. A connection
+/// over the handshake caps is closed at once (with a RST, so its descriptor is freed now) and
+/// takes no token: a flood of stalled handshakes neither fills the descriptor table nor starves
+/// real peers of accept tokens.
+async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<Input>, gate: HandshakeGate) {
     const BURST: u32 = 20;
     const EVERY: Duration = Duration::from_millis(50);
+    /// At most one log line about refused connections this often.
+    const LOG_EVERY: Duration = Duration::from_secs(10);
     let mut tokens = BURST;
     let mut refilled = Instant::now();
+    let mut last_log: Option<Instant> = None;
+    let mut unlogged = 0u64;
     loop {
         // One token per 50 ms since the last refill, up to the burst.
         let earned = (refilled.elapsed().as_millis() / EVERY.as_millis()) as u32;
@@ -394,12 +484,42 @@ async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<Input>) {
             continue;
         }
         match listener.accept().await {
-            Ok((stream, addr)) => {
-                tokens -= 1;
-                if tx.send(Input::Accepted(stream, addr)).await.is_err() {
-                    return;
+            Ok((stream, addr)) => match gate.try_admit(addr.ip()) {
+                Ok(permit) => {
+                    tokens -= 1;
+                    if tx
+                        .send(Input::Accepted(stream, addr, permit))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
-            }
+                Err(refusal) => {
+                    reset_on_close(&stream);
+                    drop(stream);
+                    unlogged += 1;
+                    if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                        last_log = Some(Instant::now());
+                        let cap = match refusal {
+                            handshake_gate::Refusal::Total => {
+                                format!("{} connections in all", handshake_gate::MAX_TOTAL)
+                            }
+                            handshake_gate::Refusal::Source => format!(
+                                "{} connections from {}",
+                                handshake_gate::MAX_PER_SOURCE,
+                                addr.ip()
+                            ),
+                        };
+                        warn!(
+                            "refused {unlogged} mesh connection(s) (the last from {addr}): \
+                             {cap} are still in the handshake; see \
+                             weft_connections_refused_total in /metrics"
+                        );
+                        unlogged = 0;
+                    }
+                }
+            },
             Err(e) => {
                 warn!("accepting a mesh connection: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -438,6 +558,9 @@ struct Actor {
     captured: Vec<Vec<u8>>,
     /// Segmented datagrams from weft peers being put back together.
     reassembler: Reassembler,
+    /// Caps on inbound connections in the handshake (shared with the accept loop).
+    gate: HandshakeGate,
+    conn_stats: ConnStats,
 }
 
 /// A frame queued for a next hop.
@@ -1077,9 +1200,9 @@ impl Actor {
     async fn handle(&mut self, input: Input) {
         let now = Instant::now();
         match input {
-            Input::Accepted(stream, addr) => {
+            Input::Accepted(stream, addr, permit) => {
                 debug!("accepted mesh connection from {addr}");
-                self.spawn_conn(stream, addr, false, None, false);
+                self.spawn_conn(stream, addr, false, None, false, Some(permit));
             }
             Input::Dialed {
                 address,
@@ -1087,7 +1210,7 @@ impl Actor {
                 result,
             } => match result.and_then(|s| s.peer_addr().map(|a| (s, a))) {
                 Ok((stream, addr)) => {
-                    self.spawn_conn(stream, addr, true, Some(address), must_be_known)
+                    self.spawn_conn(stream, addr, true, Some(address), must_be_known, None)
                 }
                 Err(e) => {
                     debug!("dial {address}: {e}");
@@ -1105,7 +1228,8 @@ impl Actor {
                 conn,
                 error,
                 io_error,
-            } => self.closed(now, conn, error, io_error),
+                write_stalled,
+            } => self.closed(now, conn, error, io_error, write_stalled),
             Input::Api(req) => self.api(now, req),
         }
     }
@@ -1117,6 +1241,7 @@ impl Actor {
         outbound: bool,
         target: Option<String>,
         must_be_known: bool,
+        permit: Option<Permit>,
     ) {
         let id = self.next_conn;
         self.next_conn += 1;
@@ -1149,14 +1274,15 @@ impl Actor {
             features.insert(SEGMENTS_FEATURE, "1".to_owned());
         }
         let mut cfg = WireConfig::new(local, features);
-        if let Some(pw) = &self.settings.password {
-            cfg = cfg.with_password(pw.clone());
-        }
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        // A reference to the one copy, not a copy.
+        cfg.password = self.settings.password.clone();
+        let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
+        let (close_tx, close_rx) = oneshot::channel();
         self.peers.insert(
             id,
             Peer {
                 cmd: cmd_tx,
+                close: Some(close_tx),
                 outbound,
                 remote_addr,
                 local_addr,
@@ -1167,13 +1293,19 @@ impl Actor {
                 remote_name: None,
             },
         );
+        let (rd, wr) = stream.into_split();
         tokio::spawn(conn_task(
             id,
-            stream,
+            (rd, wr),
             outbound,
             cfg,
             self.tx.clone(),
-            cmd_rx,
+            ConnCtl {
+                cmds: cmd_rx,
+                close: close_rx,
+                permit,
+                write_timeout: WRITE_TIMEOUT,
+            },
         ));
     }
 
@@ -1198,7 +1330,7 @@ impl Actor {
                             remote.name,
                             theirs.join(" ")
                         );
-                        let _ = peer.cmd.send(ConnCmd::Close(why));
+                        peer.shut(why);
                         return;
                     }
                 }
@@ -1277,7 +1409,7 @@ impl Actor {
                     if peer.outbound { "to" } else { "from" },
                     peer.remote_addr
                 );
-                let _ = peer.cmd.send(ConnCmd::Close(refusal.to_string()));
+                peer.shut(refusal.to_string());
                 if let Some(t) = peer.target.clone() {
                     self.mesh
                         .dial_failed(now, &t, refusal.to_string(), refusal.is_permanent());
@@ -1337,10 +1469,28 @@ impl Actor {
     }
 
     fn close(&mut self, now: Instant, conn: ConnId, why: String) {
-        if let Some(p) = self.peers.get(&conn) {
-            let _ = p.cmd.send(ConnCmd::Close(why.clone()));
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.shut(why.clone());
         }
         self.forget_conn(now, conn, Some(why));
+    }
+
+    /// Queue `msg` for connection `conn`. A full queue means the peer has not been reading
+    /// for a while: close the connection rather than hold more for it.
+    fn send_to_conn(&mut self, now: Instant, conn: ConnId, msg: Message) {
+        // Nothing more for a connection being closed (it stays known until its task ends).
+        let Some(p) = self.peers.get(&conn).filter(|p| p.close.is_some()) else {
+            return;
+        };
+        match p.cmd.try_send(msg) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                self.conn_stats.not_reading += 1;
+                let why = format!("peer is not reading: {CMD_QUEUE} messages queued");
+                warn!("closing connection {conn} to {}: {why}", p.remote_addr);
+                self.close(now, conn, why);
+            }
+        }
     }
 
     /// Forget a connection's link: its edge state and any datagram half put back together.
@@ -1376,7 +1526,11 @@ impl Actor {
         conn: ConnId,
         error: Option<ConnectionError>,
         io_error: Option<String>,
+        write_stalled: bool,
     ) {
+        if write_stalled {
+            self.conn_stats.write_timeouts += 1;
+        }
         let text = error
             .as_ref()
             .map(ToString::to_string)
@@ -1459,6 +1613,11 @@ impl Actor {
                         .collect(),
                     taken: (now, SystemTime::now()),
                     data: self.stats.clone(),
+                    conns: ConnStats {
+                        handshaking: self.gate.handshaking(),
+                        refused: self.gate.refused().to_vec(),
+                        ..self.conn_stats.clone()
+                    },
                 };
                 let _ = reply.send(snap);
             }
@@ -1521,7 +1680,7 @@ impl Actor {
                                 }
                                 None => Message::SleeveCompat { tag, payload: data },
                             };
-                            let _ = p.cmd.send(ConnCmd::Send(msg));
+                            self.send_to_conn(now, conn, msg);
                         }
                         LinkEvent::Established => self.mesh.connection_established(now, conn),
                         LinkEvent::Failed(why) => {
@@ -1534,14 +1693,10 @@ impl Actor {
             while let Some(out) = self.mesh.poll_output() {
                 busy = true;
                 match out {
-                    Output::Send { conn, msg } => {
-                        if let Some(p) = self.peers.get(&conn) {
-                            let _ = p.cmd.send(ConnCmd::Send(to_wire(msg)));
-                        }
-                    }
+                    Output::Send { conn, msg } => self.send_to_conn(now, conn, to_wire(msg)),
                     Output::Close { conn, reason } => {
-                        if let Some(p) = self.peers.get(&conn) {
-                            let _ = p.cmd.send(ConnCmd::Close(reason));
+                        if let Some(p) = self.peers.get_mut(&conn) {
+                            p.shut(reason);
                         }
                         self.drop_link(conn);
                         if let Some(p) = self.peers.get_mut(&conn) {
@@ -1642,28 +1797,60 @@ fn persist_targets(path: &std::path::Path, targets: &[String]) {
 }
 
 /// One TCP connection: bytes in and out of its `weft-wire` state machine.
-async fn conn_task(
+///
+/// Reads, writes, the actor's commands and the connection's timers are branches of one
+/// `select!`: a write the peer does not take never stops the read timeout, heartbeats or a
+/// close from firing. What waits to be written is bounded: the task takes no more messages
+/// while [`OUT_BUDGET`] bytes are pending (the actor's bounded queue then fills and the actor
+/// closes the connection), and a write without progress for `write_timeout` fails it.
+async fn conn_task<R, W>(
     id: ConnId,
-    mut stream: TcpStream,
+    (mut rd, mut wr): (R, W),
     outbound: bool,
     cfg: WireConfig,
     tx: mpsc::Sender<Input>,
-    mut cmds: mpsc::UnboundedReceiver<ConnCmd>,
-) {
+    ctl: ConnCtl,
+) where
+    R: AsyncRead + Unpin,
+    W: WriteHalf,
+{
+    let ConnCtl {
+        mut cmds,
+        mut close,
+        mut permit,
+        write_timeout,
+    } = ctl;
     let side = weft_crypto::Side::from_outbound(outbound);
     let mut conn = Connection::new(cfg, side, &mut rand::rngs::OsRng, Instant::now());
     let mut buf = vec![0u8; 64 * 1024];
+    // Bytes to write: `out[off..]`; since when the first of them has waited without progress.
+    let mut out: Vec<u8> = Vec::new();
+    let mut off = 0usize;
+    let mut stalled_since: Option<Instant> = None;
     let mut io_error: Option<String> = None;
-    'run: loop {
-        while let Some(bytes) = conn.poll_transmit() {
-            if let Err(e) = stream.write_all(&bytes).await {
-                io_error = Some(format!("write: {e}"));
-                break 'run;
+    let mut write_stalled = false;
+    loop {
+        if let Some(bytes) = conn.poll_transmit() {
+            if off == out.len() {
+                out = bytes;
+            } else {
+                out.drain(..off);
+                out.extend_from_slice(&bytes);
             }
+            off = 0;
+        }
+        if off == out.len() {
+            stalled_since = None;
+        } else if stalled_since.is_none() {
+            stalled_since = Some(Instant::now());
         }
         while let Some(ev) = conn.poll_event() {
             let input = match ev {
-                Event::HandshakeDone(remote) => Input::Handshake { conn: id, remote },
+                Event::HandshakeDone(remote) => {
+                    // No longer counts against the inbound handshake caps.
+                    permit = None;
+                    Input::Handshake { conn: id, remote }
+                }
                 Event::Message(msg) => Input::Message { conn: id, msg },
                 Event::UnknownTag { tag, len } => {
                     debug!(
@@ -1682,40 +1869,77 @@ async fn conn_task(
         let wake = conn
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let write_deadline = stalled_since.map(|t| t + write_timeout);
+        let take_cmds = out.len() - off < OUT_BUDGET;
         tokio::select! {
-            r = stream.read(&mut buf) => match r {
+            r = wr.write(&out[off..]), if off < out.len() => match r {
+                Ok(0) => { io_error = Some("write: connection closed".into()); break; }
+                Ok(n) => {
+                    off += n;
+                    stalled_since = None;
+                    if off == out.len() {
+                        out.clear();
+                        off = 0;
+                    }
+                }
+                Err(e) => { io_error = Some(format!("write: {e}")); break; }
+            },
+            _ = sleep_until(tokio::time::Instant::from_std(
+                write_deadline.unwrap_or(wake)
+            )), if write_deadline.is_some() => {
+                write_stalled = true;
+                io_error = Some(format!(
+                    "peer is not reading: no write progress for {} s ({} bytes pending)",
+                    write_timeout.as_secs(),
+                    out.len() - off
+                ));
+                break;
+            },
+            r = rd.read(&mut buf) => match r {
                 Ok(0) => { io_error = Some("EOF".into()); break; }
                 Ok(n) => { let _ = conn.handle_input(&buf[..n], Instant::now()); }
                 Err(e) => { io_error = Some(format!("read: {e}")); break; }
             },
-            cmd = cmds.recv() => match cmd {
-                Some(ConnCmd::Send(msg)) => {
+            cmd = cmds.recv(), if take_cmds => match cmd {
+                Some(msg) => {
                     if let Err(e) = conn.send_message(&msg) {
                         debug!("connection {id}: cannot send: {e}");
                     }
                 }
-                Some(ConnCmd::Close(why)) => {
-                    debug!("connection {id}: closing: {why}");
-                    // Flush what is queued (e.g. nothing) and stop.
-                    conn.close();
-                    io_error = Some(why);
-                    break;
-                }
                 None => break,
+            },
+            why = &mut close => {
+                let why = why.unwrap_or_else(|_| "the router let go of the connection".into());
+                debug!("connection {id}: closing: {why}");
+                conn.close();
+                io_error = Some(why);
+                break;
             },
             _ = sleep_until(tokio::time::Instant::from_std(wake)) => conn.handle_timeout(Instant::now()),
         }
     }
-    let _ = stream.shutdown().await;
+    drop(permit);
+    if off < out.len() {
+        // The peer did not take what we wrote: reset instead of a close that lingers.
+        wr.reset_on_close();
+    } else {
+        let _ = tokio::time::timeout(Duration::from_millis(100), wr.shutdown()).await;
+    }
+    drop(wr);
+    drop(rd);
     let error = conn.error().cloned();
     let _ = tx
         .send(Input::Closed {
             conn: id,
             error,
             io_error,
+            write_stalled,
         })
         .await;
 }
 
 /// The default listen address.
 pub const ALL_ADDRESSES: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+#[cfg(test)]
+mod conn_tests;

@@ -10,12 +10,13 @@ use crate::envelope::{GossipEnvelope, UnicastEnvelope};
 use crate::error::{ConnectionError, SendError};
 pub use crate::features::RemotePeer;
 use crate::features::{validate, Features, LocalIdentity};
-use crate::frame::{FrameReader, Tag, MAX_MESSAGE_LEN};
+use crate::frame::{FrameReader, Tag, MAX_HANDSHAKE_MESSAGE_LEN, MAX_MESSAGE_LEN};
 use crate::header::{
     negotiate_version, ProtocolHeader, HEADER_LEN, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION,
 };
 use crate::overlay::OverlayControlMsg;
-use crate::{HEADER_TIMEOUT, HEARTBEAT_INTERVAL, READ_TIMEOUT};
+use crate::password::Password;
+use crate::{HANDSHAKE_TIMEOUT, HEADER_TIMEOUT, HEARTBEAT_INTERVAL, READ_TIMEOUT};
 
 /// Crypto flag: no password.
 const FLAG_PLAIN: u8 = 0;
@@ -29,15 +30,17 @@ pub struct Config {
     pub local: LocalIdentity,
     /// The features map to send (see [`Features::standard`]).
     pub features: Features,
-    /// The mesh password; `None` for an unencrypted connection.
-    pub password: Option<Vec<u8>>,
+    /// The mesh password; `None` for an unencrypted connection. Shared, not
+    /// copied; the connection lets go of it once the session key exists.
+    pub password: Option<Password>,
     /// Lowest protocol version offered (1 like Weave, or 2). Clamped to 1..=2.
     /// The connection refuses version 1 whatever this says; offering it only
     /// changes the header bytes.
     pub min_version: u8,
     /// Deadline for the header exchange.
     pub header_timeout: Duration,
-    /// Deadline for the rest of the handshake, from the header.
+    /// Deadline for the whole handshake, from the connection's creation
+    /// (the header deadline is the earlier of the two).
     pub handshake_timeout: Duration,
     /// Interval between heartbeats sent.
     pub heartbeat_interval: Duration,
@@ -45,6 +48,8 @@ pub struct Config {
     pub read_timeout: Duration,
     /// Largest message body accepted or sent.
     pub max_message_len: usize,
+    /// Largest message accepted before the handshake is done (the features).
+    pub max_handshake_message_len: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -52,13 +57,14 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("local", &self.local)
             .field("features", &self.features)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password)
             .field("min_version", &self.min_version)
             .field("header_timeout", &self.header_timeout)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("read_timeout", &self.read_timeout)
             .field("max_message_len", &self.max_message_len)
+            .field("max_handshake_message_len", &self.max_handshake_message_len)
             .finish()
     }
 }
@@ -72,15 +78,17 @@ impl Config {
             password: None,
             min_version: PROTOCOL_MIN_VERSION,
             header_timeout: HEADER_TIMEOUT,
-            handshake_timeout: READ_TIMEOUT,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
             heartbeat_interval: HEARTBEAT_INTERVAL,
             read_timeout: READ_TIMEOUT,
             max_message_len: MAX_MESSAGE_LEN,
+            max_handshake_message_len: MAX_HANDSHAKE_MESSAGE_LEN,
         }
     }
 
-    /// Sets the password (builder style).
-    pub fn with_password(mut self, password: impl Into<Vec<u8>>) -> Config {
+    /// Sets the password (builder style). Pass a [`Password`] to share one
+    /// copy between connections.
+    pub fn with_password(mut self, password: impl Into<Password>) -> Config {
         self.password = Some(password.into());
         self
     }
@@ -202,7 +210,13 @@ pub struct Connection {
     config: Config,
     side: Side,
     state: State,
+    /// Our ephemeral key pair, until the session key is derived (then dropped,
+    /// which zeroizes the secret).
     key_pair: Option<EphemeralKeyPair>,
+    /// Our ephemeral public key (sent in the handshake; not secret).
+    our_public: Option<[u8; KEY_LEN]>,
+    /// The connection uses a password (kept after the password is let go).
+    encrypted: bool,
     session_key: Option<SessionKey>,
     sealer: Option<TcpSealer>,
     opener: Option<TcpOpener>,
@@ -211,6 +225,8 @@ pub struct Connection {
     events: VecDeque<Event>,
     /// Header, handshake or read deadline, depending on the state.
     deadline: Option<Instant>,
+    /// End of the handshake budget.
+    handshake_deadline: Instant,
     next_heartbeat: Option<Instant>,
     version: Option<u8>,
     remote: Option<RemotePeer>,
@@ -254,9 +270,18 @@ impl Connection {
         config.min_version = config
             .min_version
             .clamp(PROTOCOL_MIN_VERSION, PROTOCOL_MAX_VERSION);
+        let encrypted = config.password.is_some();
+        // Without a password the key pair is never used: do not keep it.
+        let key_pair = key_pair.filter(|_| encrypted);
+        let our_public = key_pair.as_ref().map(EphemeralKeyPair::public_key);
+        let handshake_deadline = now + config.handshake_timeout;
+        let pre_auth_max = config.max_handshake_message_len.min(config.max_message_len);
         let mut conn = Connection {
-            reader: FrameReader::new(config.max_message_len),
-            deadline: Some(now + config.header_timeout),
+            reader: FrameReader::new(pre_auth_max),
+            deadline: Some((now + config.header_timeout).min(handshake_deadline)),
+            handshake_deadline,
+            our_public,
+            encrypted,
             config,
             side,
             state: State::Header {
@@ -324,11 +349,20 @@ impl Connection {
 
     /// Our ephemeral public key, if a password is set.
     pub fn public_key(&self) -> Option<[u8; KEY_LEN]> {
-        self.config
-            .password
-            .as_ref()
-            .and(self.key_pair.as_ref())
-            .map(EphemeralKeyPair::public_key)
+        self.our_public
+    }
+
+    /// Whether the connection still holds its ephemeral key pair: only while
+    /// the public keys are being exchanged. It is dropped (the secret
+    /// zeroized) once the session key is derived or the connection fails.
+    pub fn holds_key_pair(&self) -> bool {
+        self.key_pair.is_some()
+    }
+
+    /// Whether the connection still references the password: only until the
+    /// session key is derived (or the connection fails).
+    pub fn holds_password(&self) -> bool {
+        self.config.password.is_some()
     }
 
     /// Bytes of a partially received message held in the receive buffer.
@@ -402,6 +436,8 @@ impl Connection {
     }
 
     fn fail(&mut self, err: ConnectionError) {
+        self.key_pair = None;
+        self.config.password = None;
         self.state = State::Closed;
         self.deadline = None;
         self.next_heartbeat = None;
@@ -437,14 +473,14 @@ impl Connection {
                     return Ok(());
                 }
                 let theirs = ProtocolHeader::decode(buf)?;
-                self.on_header(theirs, now)
+                self.on_header(theirs)
             }
             State::CryptoFlag => {
                 let Some((&flag, rest)) = input.split_first() else {
                     return Ok(());
                 };
                 *input = rest;
-                match (flag, self.config.password.is_some()) {
+                match (flag, self.encrypted) {
                     (FLAG_PLAIN, false) => {
                         self.state = State::Features;
                         self.send_features()
@@ -468,9 +504,13 @@ impl Connection {
                 let their_public = *buf;
                 self.on_public_key(&their_public)
             }
-            State::Features => match self.reader.read(input)? {
-                None => Ok(()),
-                Some(body) => self.on_features(body, now),
+            State::Features => match self.reader.read(input) {
+                Ok(None) => Ok(()),
+                Ok(Some(body)) => self.on_features(body, now),
+                Err(ConnectionError::MessageTooLarge { len, max }) => {
+                    Err(ConnectionError::HandshakeMessageTooLarge { len, max })
+                }
+                Err(e) => Err(e),
             },
             State::Established => match self.reader.read(input)? {
                 None => Ok(()),
@@ -483,7 +523,7 @@ impl Connection {
         }
     }
 
-    fn on_header(&mut self, theirs: ProtocolHeader, now: Instant) -> Result<(), ConnectionError> {
+    fn on_header(&mut self, theirs: ProtocolHeader) -> Result<(), ConnectionError> {
         let ours = self.our_header();
         let version = negotiate_version(ours, theirs).ok_or(ConnectionError::VersionMismatch {
             our_min: ours.min_version,
@@ -495,7 +535,7 @@ impl Connection {
             return Err(ConnectionError::Version1Unsupported);
         }
         self.version = Some(version);
-        self.deadline = Some(now + self.config.handshake_timeout);
+        self.deadline = Some(self.handshake_deadline);
         self.state = State::CryptoFlag;
         match self.public_key() {
             Some(public) => {
@@ -508,14 +548,19 @@ impl Connection {
     }
 
     fn on_public_key(&mut self, their_public: &[u8; KEY_LEN]) -> Result<(), ConnectionError> {
-        let (Some(key_pair), Some(password)) = (&self.key_pair, &self.config.password) else {
+        // Both are needed only for this: let go of them whatever the outcome
+        // (dropping the key pair zeroizes its secret).
+        let (Some(key_pair), Some(password)) = (self.key_pair.take(), self.config.password.take())
+        else {
             // Unreachable: PublicKey is entered only with a password, and a
             // key pair always exists then.
             return Err(ConnectionError::PeerEncrypted);
         };
         let key = key_pair
-            .session_key(their_public, password)
+            .session_key(their_public, password.as_bytes())
             .map_err(ConnectionError::KeyExchange)?;
+        drop(key_pair);
+        drop(password);
         self.sealer = Some(TcpSealer::new(&key, self.side));
         self.opener = Some(TcpOpener::new(&key, self.side));
         self.session_key = Some(key);
@@ -548,6 +593,7 @@ impl Connection {
             self.session_key.clone(),
         )?;
         self.state = State::Established;
+        self.reader.set_max_len(self.config.max_message_len);
         self.deadline = Some(now + self.config.read_timeout);
         self.next_heartbeat = Some(now + self.config.heartbeat_interval);
         self.remote = Some(remote.clone());

@@ -111,6 +111,18 @@ pub enum ConnectionError {
         /// Configured maximum.
         max: usize,
     },
+    /// A length prefix above the (small) limit for messages received before
+    /// the handshake is complete.
+    #[error(
+        "handshake message of {len} bytes exceeds the limit of {max} bytes before \
+         authentication (Weave's features message is a few hundred bytes)"
+    )]
+    HandshakeMessageTooLarge {
+        /// Length announced.
+        len: u32,
+        /// The pre-authentication maximum.
+        max: usize,
+    },
     /// A gossip message (tag 4, 5 or 6) whose envelope does not decode.
     #[error("gossip message with tag {tag}: {error}")]
     Envelope {

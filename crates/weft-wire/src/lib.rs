@@ -27,6 +27,14 @@
 //! [`Event::HandshakeDone`] event carries the remote identity and the caller
 //! keeps or [closes](Connection::close) the connection.
 //!
+//! Before the peer is authenticated (the features message, which on an
+//! encrypted connection is also the first proof that the peer knows the
+//! password) messages are capped at [`MAX_HANDSHAKE_MESSAGE_LEN`], not the
+//! 10 MiB allowed afterwards, and the whole handshake must finish within
+//! [`HANDSHAKE_TIMEOUT`]. The ephemeral key pair is dropped (its secret
+//! zeroized) as soon as the session key exists, and the password is shared
+//! as one wiped-on-drop [`Password`].
+//!
 //! Totality: every decoder returns a typed error on malformed, truncated,
 //! oversized or hostile input; nothing panics on network input and the
 //! receive buffer never holds more than one maximum-size message.
@@ -50,14 +58,16 @@ pub mod features;
 pub mod frame;
 pub mod header;
 pub mod overlay;
+pub mod password;
 
 pub use connection::{Config, Connection, Event, Message};
 pub use envelope::{BroadcastEnvelope, GossipEnvelope, UnicastEnvelope};
 pub use error::{ConnectionError, EnvelopeError, FeatureError, SendError};
 pub use features::{Features, LocalIdentity, RemotePeer};
-pub use frame::{FrameReader, Tag, MAX_MESSAGE_LEN};
+pub use frame::{FrameReader, Tag, MAX_HANDSHAKE_MESSAGE_LEN, MAX_MESSAGE_LEN};
 pub use header::{negotiate_version, ProtocolHeader, HEADER_LEN, PROTOCOL_MAX_VERSION};
 pub use overlay::OverlayControlMsg;
+pub use password::Password;
 
 use std::time::Duration;
 
@@ -67,6 +77,15 @@ pub const DEFAULT_PORT: u16 = 6783;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval between TCP heartbeats (`tcpHeartbeat`).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
-/// Silence after which the connection fails (2 × the heartbeat); also the
-/// deadline for the rest of the handshake after the header.
+/// Silence after which the connection fails (2 × the heartbeat).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deadline for the whole handshake (header, crypto flag and key, features),
+/// from the moment the connection is created.
+///
+/// Weave gives the header 10 s and the rest of the handshake another 60 s,
+/// so a client that sends `weave\x01\x02` and stalls holds a descriptor for
+/// 70 s. Both ends send their whole handshake at once without waiting for the
+/// other (§2.1), so an honest handshake takes one round trip plus a key
+/// exchange; 10 s — Weave's own budget for the header alone — is generous
+/// for that on any working underlay and bounds what a stalled client holds.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -201,7 +201,7 @@ pub fn router_config(
     }
     let password = match args.password.as_deref() {
         Some("") | None => None,
-        Some(p) => Some(p.as_bytes().to_vec()),
+        Some(p) => Some(weft_router::Password::from(p)),
     };
     Ok(weft_router::RouterConfig {
         dirs: state_dirs(g)?,

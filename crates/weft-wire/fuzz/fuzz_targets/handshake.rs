@@ -7,7 +7,9 @@ use std::time::Instant;
 use libfuzzer_sys::fuzz_target;
 use weft_crypto::{EphemeralKeyPair, Side};
 use weft_mesh::PeerName;
-use weft_wire::{Config, Connection, Features, LocalIdentity, MAX_MESSAGE_LEN};
+use weft_wire::{
+    Config, Connection, Features, LocalIdentity, MAX_HANDSHAKE_MESSAGE_LEN, MAX_MESSAGE_LEN,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -33,6 +35,14 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = conn.poll_transmit();
         assert!(conn.buffered_input() <= MAX_MESSAGE_LEN + 4);
+        // Before authentication only a small features message is buffered.
+        if !conn.is_established() {
+            assert!(conn.buffered_input() <= MAX_HANDSHAKE_MESSAGE_LEN + 4);
+        }
+        // The ephemeral secret never outlives the key exchange.
+        if conn.is_established() || conn.is_closed() {
+            assert!(!conn.holds_key_pair());
+        }
     }
     while conn.poll_event().is_some() {}
 });

@@ -19,7 +19,7 @@ fn config(id: LocalIdentity, password: Option<&str>) -> Config {
         Some("sleeve"),
     );
     let mut c = Config::new(id, features);
-    c.password = password.map(|p| p.as_bytes().to_vec());
+    c.password = password.map(Password::from);
     c
 }
 
@@ -274,7 +274,7 @@ fn oversized_length_rejected() {
     a.handle_input(b"weave\x01\x02\x00", now).unwrap();
     assert!(matches!(
         a.handle_input(&[0xff, 0xff, 0xff, 0xff], now),
-        Err(ConnectionError::MessageTooLarge { .. })
+        Err(ConnectionError::HandshakeMessageTooLarge { .. })
     ));
 }
 
@@ -391,12 +391,108 @@ fn handshake_timeouts() {
     a.handle_timeout(t0 + HEADER_TIMEOUT);
     assert_eq!(a.error(), Some(&ConnectionError::HeaderTimeout));
 
+    // The rest of the handshake shares the same budget, counted from the
+    // start: a client that sends the header and stalls is gone at 10 s, not
+    // 10 s after its header (Weave: 60 s more).
     let (mut a, _) = pair(None, None, t0);
     let t1 = t0 + Duration::from_secs(5);
     a.handle_input(b"weave\x01\x02", t1).unwrap();
-    assert_eq!(a.poll_timeout(), Some(t1 + READ_TIMEOUT));
-    a.handle_timeout(t1 + READ_TIMEOUT);
+    assert_eq!(a.poll_timeout(), Some(t0 + HANDSHAKE_TIMEOUT));
+    a.handle_timeout(t0 + HANDSHAKE_TIMEOUT - Duration::from_millis(1));
+    assert!(!a.is_closed());
+    a.handle_timeout(t0 + HANDSHAKE_TIMEOUT);
     assert_eq!(a.error(), Some(&ConnectionError::HandshakeTimeout));
+    assert!(HANDSHAKE_TIMEOUT <= Duration::from_secs(10));
+}
+
+#[test]
+fn features_message_is_capped_before_authentication() {
+    let now = Instant::now();
+    for pw in [None, Some("pw")] {
+        let (mut a, b) = pair(pw, pw, now);
+        // Header and crypto flag (and key) as b sends them, then a length
+        // prefix just over the pre-authentication limit: refused at the
+        // prefix, nothing of the body is buffered.
+        let mut hello = b"weave\x01\x02".to_vec();
+        match b.public_key() {
+            Some(k) => {
+                hello.push(1);
+                hello.extend_from_slice(&k);
+            }
+            None => hello.push(0),
+        }
+        a.handle_input(&hello, now).unwrap();
+        let len = u32::try_from(MAX_HANDSHAKE_MESSAGE_LEN + 1).unwrap();
+        let mut msg = len.to_be_bytes().to_vec();
+        msg.extend_from_slice(&[0; 100]);
+        assert_eq!(
+            a.handle_input(&msg, now),
+            Err(ConnectionError::HandshakeMessageTooLarge {
+                len,
+                max: MAX_HANDSHAKE_MESSAGE_LEN
+            })
+        );
+        assert!(a.is_closed());
+        assert_eq!(a.buffered_input(), 0);
+        assert!(
+            !a.holds_key_pair() && !a.holds_password(),
+            "wiped on failure"
+        );
+    }
+    // Exactly at the limit is read (and here fails only as a malformed map).
+    let (mut a, _) = pair(None, None, now);
+    a.handle_input(b"weave\x01\x02\x00", now).unwrap();
+    let len = u32::try_from(MAX_HANDSHAKE_MESSAGE_LEN).unwrap();
+    a.handle_input(&len.to_be_bytes(), now).unwrap();
+    a.handle_input(&vec![0xff; MAX_HANDSHAKE_MESSAGE_LEN - 1], now)
+        .unwrap();
+    assert_eq!(a.buffered_input(), MAX_HANDSHAKE_MESSAGE_LEN - 1);
+    assert!(matches!(
+        a.handle_input(&[0xff], now),
+        Err(ConnectionError::FeaturesDecode(_))
+    ));
+}
+
+#[test]
+fn big_messages_are_accepted_after_the_handshake() {
+    let now = Instant::now();
+    let (mut a, mut b) = established(Some("pw"), now);
+    let payload = vec![0u8; 4 * MAX_HANDSHAKE_MESSAGE_LEN];
+    a.send(Tag::Reserved1.as_u8(), &payload).unwrap();
+    b.handle_input(&a.poll_transmit().unwrap(), now).unwrap();
+    assert_eq!(
+        events(&mut b),
+        vec![Event::Message(Message::SleeveCompat { tag: 1, payload })]
+    );
+}
+
+#[test]
+fn key_pair_and_password_are_dropped_once_the_session_key_exists() {
+    let now = Instant::now();
+    let password = Password::from("pw");
+    let mut cfg_a = config(ident(1, 11, 100), None);
+    cfg_a.password = Some(password.clone());
+    let mut cfg_b = config(ident(2, 22, 200), None);
+    cfg_b.password = Some(password.clone());
+    let mut a = Connection::with_key_pair(cfg_a, Side::Outbound, keys(1), now);
+    let mut b = Connection::with_key_pair(cfg_b, Side::Inbound, keys(2), now);
+    assert!(a.holds_key_pair() && a.holds_password());
+    assert_eq!(password.holders(), 3, "shared, not copied");
+    let public = a.public_key();
+    assert!(public.is_some());
+    let (ea, eb) = pump(&mut a, &mut b, &[1000], now);
+    assert_eq!((ea, eb), (None, None));
+    assert!(a.is_established() && b.is_established());
+    assert!(a.session_key().is_some());
+    for c in [&a, &b] {
+        assert!(!c.holds_key_pair(), "ephemeral key pair dropped");
+        assert!(!c.holds_password(), "password let go");
+    }
+    assert_eq!(password.holders(), 1);
+    assert_eq!(a.public_key(), public, "the public key stays known");
+    // Without a password no key pair is kept at all.
+    let (a, _) = pair(None, None, now);
+    assert!(!a.holds_key_pair() && a.public_key().is_none());
 }
 
 #[test]
