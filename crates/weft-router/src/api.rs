@@ -3,6 +3,7 @@
 //! not there (scripts use 404 to detect a disabled feature).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -10,16 +11,34 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 
 use crate::mesh_edge::{ApiRequest, ConnStats, DataStats, MeshHandle};
 use crate::metrics;
 use crate::status::{self, RouterStatus};
 use crate::template::{self, TemplateError};
 
+/// At most this many report templates render at once; one more is answered 503 at once
+/// instead of queueing behind them.
+pub const MAX_RENDERS: usize = 4;
+/// A report template that runs longer than this stops with an execution error (500); the
+/// evaluator asks the clock itself, so the rendering thread really stops.
+pub const RENDER_TIME: Duration = Duration::from_secs(2);
+
 /// What the API handlers use.
 pub struct ApiState {
     pub mesh: MeshHandle,
+    /// Permits for report template renders (see [`MAX_RENDERS`]).
+    renders: Arc<Semaphore>,
+}
+
+impl ApiState {
+    pub fn new(mesh: MeshHandle) -> ApiState {
+        ApiState {
+            mesh,
+            renders: Arc::new(Semaphore::new(MAX_RENDERS)),
+        }
+    }
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -86,15 +105,15 @@ async fn report(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let st = match snapshot(&s).await {
-        Ok(st) => st,
-        Err(r) => return r,
-    };
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == "application/json");
     if wants_json {
+        let st = match snapshot(&s).await {
+            Ok(st) => st,
+            Err(r) => return r,
+        };
         return (
             [(header::CONTENT_TYPE, "application/json")],
             status::report_pretty(&st),
@@ -112,7 +131,52 @@ async fn report(
             "error: must supply one format parameter\n".into(),
         );
     };
-    render_template(format, &status::report_json(&st))
+    // Take a permit before the snapshot, so refused requests cost the mesh actor nothing.
+    let Ok(permit) = Arc::clone(&s.renders).try_acquire_owned() else {
+        return too_many_renders();
+    };
+    let st = match snapshot(&s).await {
+        Ok(st) => st,
+        Err(r) => return r,
+    };
+    render_report(permit, format.clone(), st, RENDER_TIME).await
+}
+
+fn too_many_renders() -> Response {
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many report templates being rendered, try again\n".into(),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    r
+}
+
+/// Render `format` over the report of `st` on a blocking thread (never on the runtime's
+/// workers, which carry the mesh), within `limit`. The permit goes with the thread, so it
+/// is released when the render really ends, even if the client has gone.
+async fn render_report(
+    permit: tokio::sync::OwnedSemaphorePermit,
+    format: String,
+    st: RouterStatus,
+    limit: Duration,
+) -> Response {
+    let job = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let start = Instant::now();
+        let report = status::report_json(&st);
+        template::render_until(&format, &report, &mut || start.elapsed() > limit)
+    });
+    match job.await {
+        Ok(result) => template_response(result),
+        Err(e) => {
+            tracing::error!("report template render failed: {e}");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("report template render failed: {e}\n"),
+            )
+        }
+    }
 }
 
 /// Form values from the query string and a urlencoded body, as Go's `FormValue` reads them.
@@ -194,8 +258,8 @@ async fn forget(
 }
 
 /// Weave answers template parse errors with 400 and execution errors with 500.
-fn render_template(format: &str, report: &serde_json::Value) -> Response {
-    match template::render(format, report) {
+fn template_response(result: Result<String, TemplateError>) -> Response {
+    match result {
         Ok(out) => text(StatusCode::OK, out),
         Err(e @ TemplateError::Parse(_)) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
         Err(e @ TemplateError::Exec(_)) => {
@@ -326,4 +390,77 @@ fn text(code: StatusCode, body: String) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::to_bytes;
+
+    use super::*;
+    use crate::status::fixtures;
+
+    async fn body(r: Response) -> (StatusCode, String) {
+        let code = r.status();
+        let bytes = to_bytes(r.into_body(), 1 << 21).await.unwrap_or_default();
+        (code, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn render(
+        renders: &Arc<Semaphore>,
+        format: &str,
+        limit: Duration,
+    ) -> (StatusCode, String) {
+        let Ok(permit) = Arc::clone(renders).try_acquire_owned() else {
+            return body(too_many_renders()).await;
+        };
+        let st = fixtures::status("a-2peer-plain", "h1");
+        body(render_report(permit, format.to_owned(), st, limit).await).await
+    }
+
+    #[tokio::test]
+    async fn templates_render_off_the_runtime_with_weaves_status_codes() {
+        let renders = Arc::new(Semaphore::new(MAX_RENDERS));
+        let ok = render(&renders, "{{.Router.Name}}", RENDER_TIME).await;
+        assert_eq!(ok, (StatusCode::OK, "00:00:00:00:00:01".to_owned()));
+        let (code, msg) = render(&renders, "{{.Router.Name", RENDER_TIME).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{msg}");
+        let (code, msg) = render(&renders, "{{len 3}}", RENDER_TIME).await;
+        assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{msg}");
+        assert!(
+            msg.starts_with("error during template execution: "),
+            "{msg}"
+        );
+        // Every permit is back once the renders are done.
+        assert_eq!(renders.available_permits(), MAX_RENDERS);
+    }
+
+    #[tokio::test]
+    async fn the_time_limit_stops_a_render() {
+        let renders = Arc::new(Semaphore::new(1));
+        let started = Instant::now();
+        let (code, msg) = render(&renders, "{{range 900000}}{{end}}", Duration::ZERO).await;
+        assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{msg}");
+        assert!(msg.contains("template exceeded its time budget"), "{msg}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(renders.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn renders_beyond_the_limit_are_refused_at_once() {
+        let renders = Arc::new(Semaphore::new(2));
+        let held: Vec<_> = (0..2)
+            .filter_map(|_| Arc::clone(&renders).try_acquire_owned().ok())
+            .collect();
+        assert_eq!(held.len(), 2);
+        let (code, msg) = render(&renders, "{{.Router.Name}}", RENDER_TIME).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(msg, "too many report templates being rendered, try again\n");
+        assert_eq!(
+            too_many_renders().headers().get(header::RETRY_AFTER),
+            Some(&header::HeaderValue::from_static("1"))
+        );
+        drop(held);
+        let (code, _) = render(&renders, "{{.Router.Name}}", RENDER_TIME).await;
+        assert_eq!(code, StatusCode::OK);
+    }
 }

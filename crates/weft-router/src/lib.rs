@@ -224,7 +224,7 @@ pub async fn run(
     );
     let tap = bridge::ensure(identity.name).map_err(|e| RouterError::Bridge(e.to_string()))?;
     let mesh = mesh_edge::start(settings, tcp, udp, tap).map_err(RouterError::Serve)?;
-    let state = Arc::new(api::ApiState { mesh });
+    let state = Arc::new(api::ApiState::new(mesh));
     systemd::notify("READY=1");
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)

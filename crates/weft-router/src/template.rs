@@ -16,9 +16,17 @@
 //! as Go prints the nil slices that are the report's nulls.
 //!
 //! Evaluation is total: any template gives output or an error, never a panic. Nesting,
-//! steps, output size and the size of intermediate strings are bounded.
+//! steps, output size and work are bounded. Values are shared, never copied: data is
+//! borrowed, computed values and literals sit behind an `Rc`, so reading or binding a
+//! variable costs nothing whatever its size. Everything that does cost in proportion to a
+//! value's size (strings functions produce, bytes `eq`/`lt` compare, keys hashed by field
+//! and `index` lookups, format strings scanned, elements a `range` collects) is charged
+//! to one work budget ([`MAX_WORK`]), every node, argument and iteration to the step
+//! budget ([`MAX_STEPS`]), and a caller's clock can stop a run ([`Template::execute_until`]).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::rc::Rc;
 
 use serde_json::{Number, Value};
 
@@ -26,12 +34,17 @@ use serde_json::{Number, Value};
 pub const MAX_OUTPUT: usize = 1 << 20;
 /// The most nodes and range iterations one execution may run.
 pub const MAX_STEPS: u64 = 1_000_000;
-/// The most bytes of strings functions may produce in one execution.
-const MAX_WORK: usize = 16 << 20;
+/// The most bytes one execution may produce in strings, copy, compare or hash (eight times
+/// the output cap: room for any template that prints within it).
+pub const MAX_WORK: usize = 8 << 20;
 /// The deepest nesting of control structures and parentheses.
 pub const MAX_DEPTH: usize = 40;
 /// Go's limit on printf widths and precisions.
 const MAX_WIDTH: usize = 1_000_000;
+/// How many steps (or 256-byte units of work) run between two questions to the clock.
+pub const CHECK_EVERY: u64 = 1024;
+/// What collecting one element of a `range` costs against the work budget.
+const ITEM_COST: usize = 16;
 
 /// The template does not parse (Weave answers 400 with the message).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,15 +77,27 @@ pub enum TemplateError {
     Exec(#[from] ExecError),
 }
 
-/// Parse `src` and run it over `data`.
+/// Parse `src` and run it over `data` (budgets, no time limit).
 pub fn render(src: &str, data: &Value) -> Result<String, TemplateError> {
     Ok(Template::parse(src)?.execute(data)?)
+}
+
+/// Parse `src` and run it over `data`, stopping once `expired` answers true (see
+/// [`Template::execute_until`]).
+pub fn render_until(
+    src: &str,
+    data: &Value,
+    expired: &mut dyn FnMut() -> bool,
+) -> Result<String, TemplateError> {
+    Ok(Template::parse(src)?.execute_until(data, expired)?)
 }
 
 /// A parsed template.
 #[derive(Debug, Clone)]
 pub struct Template {
     nodes: Vec<Node>,
+    /// How many distinct variable names the template uses (ids `0..vars`, `$` is 0).
+    vars: usize,
 }
 
 impl Template {
@@ -82,27 +107,49 @@ impl Template {
         let mut p = Parser {
             items,
             idx: 0,
-            vars: Vec::new(),
+            names: HashMap::new(),
+            scope: Vec::new(),
+            in_scope: Vec::new(),
             depth: 0,
             range_depth: 0,
         };
+        p.intern("$");
         let (nodes, stop) = p.parse_list()?;
         match stop {
-            Stop::Eof => Ok(Template { nodes }),
+            Stop::Eof => Ok(Template {
+                nodes,
+                vars: p.in_scope.len(),
+            }),
             Stop::End(line) => Err(perr(line, "unexpected {{end}}")),
             Stop::Else(_, line) => Err(perr(line, "unexpected {{else}}")),
         }
     }
 
-    /// Run the template with `data` as dot (and `$`).
+    /// Run the template with `data` as dot (and `$`), within the step, work and output
+    /// budgets but without a time limit.
     pub fn execute(&self, data: &Value) -> Result<String, ExecError> {
+        self.execute_until(data, &mut || false)
+    }
+
+    /// As [`Template::execute`], and fail with "template exceeded its time budget" once
+    /// `expired` answers true. It is asked at least every [`CHECK_EVERY`] steps and every
+    /// `CHECK_EVERY * 256` bytes of work, so the caller's clock (or a counter in tests)
+    /// bounds how long one execution runs.
+    pub fn execute_until(
+        &self,
+        data: &Value,
+        expired: &mut dyn FnMut() -> bool,
+    ) -> Result<String, ExecError> {
         let mut ex = Exec {
             root: data,
-            vars: Vec::new(),
+            slots: vec![Vec::new(); self.vars],
+            bound: Vec::new(),
             out: String::new(),
             steps: 0,
             work: 0,
+            ticks: 0,
             line: 1,
+            expired,
         };
         ex.run_list(&self.nodes, &Val::Ref(data))?;
         Ok(ex.out)
@@ -542,9 +589,16 @@ enum Node {
     Continue,
 }
 
+/// A variable: its id (the same for every use of one name) and its name, for messages.
+#[derive(Debug, Clone)]
+struct VarRef {
+    id: usize,
+    name: Rc<str>,
+}
+
 #[derive(Debug, Clone)]
 struct Pipe {
-    decl: Vec<String>,
+    decl: Vec<VarRef>,
     assign: bool,
     cmds: Vec<Cmd>,
 }
@@ -558,9 +612,9 @@ struct Cmd {
 enum Term {
     Dot,
     Field(Vec<String>),
-    Var(String, Vec<String>),
+    Var(VarRef, Vec<String>),
     Sub(Box<Pipe>, Vec<String>),
-    Lit(Value),
+    Lit(Rc<Value>),
     Nil,
     Func(String),
 }
@@ -570,8 +624,8 @@ impl Term {
         match self {
             Term::Dot => ".".into(),
             Term::Field(f) => format!(".{}", f.join(".")),
-            Term::Var(v, f) if f.is_empty() => v.clone(),
-            Term::Var(v, f) => format!("{v}.{}", f.join(".")),
+            Term::Var(v, f) if f.is_empty() => v.name.to_string(),
+            Term::Var(v, f) => format!("{}.{}", v.name, f.join(".")),
             Term::Sub(_, _) => "(…)".into(),
             Term::Lit(v) => v.to_string(),
             Term::Nil => "nil".into(),
@@ -605,12 +659,51 @@ enum Stop {
 struct Parser {
     items: Vec<Item>,
     idx: usize,
-    vars: Vec<String>,
+    /// Variable names to their ids.
+    names: HashMap<String, VarRef>,
+    /// The variables declared so far in the enclosing scopes, innermost last.
+    scope: Vec<usize>,
+    /// Per variable id, how many times it is in `scope`.
+    in_scope: Vec<u32>,
     depth: usize,
     range_depth: usize,
 }
 
 impl Parser {
+    fn intern(&mut self, name: &str) -> VarRef {
+        if let Some(v) = self.names.get(name) {
+            return v.clone();
+        }
+        let v = VarRef {
+            id: self.in_scope.len(),
+            name: Rc::from(name),
+        };
+        self.in_scope.push(0);
+        self.names.insert(name.to_owned(), v.clone());
+        v
+    }
+
+    fn declared(&self, v: &VarRef) -> bool {
+        v.id == 0 || self.in_scope.get(v.id).is_some_and(|&n| n > 0)
+    }
+
+    fn declare(&mut self, v: &VarRef) {
+        self.scope.push(v.id);
+        if let Some(n) = self.in_scope.get_mut(v.id) {
+            *n += 1;
+        }
+    }
+
+    fn pop_scope(&mut self, mark: usize) {
+        while self.scope.len() > mark {
+            if let Some(id) = self.scope.pop() {
+                if let Some(n) = self.in_scope.get_mut(id) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
+    }
+
     fn parse_list(&mut self) -> Result<(Vec<Node>, Stop), ParseError> {
         let mut nodes = Vec::new();
         loop {
@@ -687,7 +780,7 @@ impl Parser {
         if self.depth > MAX_DEPTH {
             return Err(perr(line, "template nested too deeply"));
         }
-        let mark = self.vars.len();
+        let mark = self.scope.len();
         let mut i = 0;
         let max_decl = if kind == Kind::Range { 2 } else { 1 };
         let pipe = self.parse_pipe(toks, &mut i, line, max_decl, false)?;
@@ -716,7 +809,7 @@ impl Parser {
                 Some(t) => return Err(perr(l, format!("unexpected {} in else", t.describe()))),
             },
         };
-        self.vars.truncate(mark);
+        self.pop_scope(mark);
         self.depth -= 1;
         Ok(match kind {
             Kind::If => Node::If {
@@ -753,7 +846,7 @@ impl Parser {
         let mut decl = Vec::new();
         let mut assign = false;
         let var_at = |k: usize| match toks.get(k).map(|t| &t.tok) {
-            Some(Tok::Var(v)) => Some(v.clone()),
+            Some(Tok::Var(v)) => Some(v.as_str()),
             _ => None,
         };
         let is_bind = |k: usize| {
@@ -764,7 +857,7 @@ impl Parser {
         };
         if let Some(v1) = var_at(*i) {
             if is_bind(*i + 1) {
-                decl.push(v1);
+                decl.push(self.intern(v1));
                 assign = toks[*i + 1].tok == Tok::Assign;
                 *i += 2;
             } else if matches!(toks.get(*i + 1).map(|t| &t.tok), Some(Tok::Comma)) {
@@ -772,8 +865,8 @@ impl Parser {
                     if max_decl < 2 {
                         return Err(perr(line, "too many declarations in command"));
                     }
-                    decl.push(v1);
-                    decl.push(v2);
+                    decl.push(self.intern(v1));
+                    decl.push(self.intern(v2));
                     assign = toks[*i + 3].tok == Tok::Assign;
                     *i += 4;
                 }
@@ -781,8 +874,9 @@ impl Parser {
         }
         if assign {
             for v in &decl {
-                if !self.vars.contains(v) && v != "$" {
-                    return Err(perr(line, format!("undefined variable {v:?}")));
+                if !self.declared(v) {
+                    let name = &v.name;
+                    return Err(perr(line, format!("undefined variable {name:?}")));
                 }
             }
         }
@@ -807,7 +901,9 @@ impl Parser {
             ));
         }
         if !assign {
-            self.vars.extend(decl.iter().cloned());
+            for v in &decl {
+                self.declare(v);
+            }
         }
         Ok(Pipe { decl, assign, cmds })
     }
@@ -882,10 +978,11 @@ impl Parser {
                 Term::Field(chain)
             }
             Tok::Var(v) => {
-                if v != "$" && !self.vars.contains(v) {
+                let var = self.intern(v);
+                if !self.declared(&var) {
                     return Err(perr(line, format!("undefined variable {v:?}")));
                 }
-                Term::Var(v.clone(), Self::chain(toks, i))
+                Term::Var(var, Self::chain(toks, i))
             }
             Tok::LParen => {
                 self.depth += 1;
@@ -896,11 +993,11 @@ impl Parser {
                 self.depth -= 1;
                 Term::Sub(Box::new(pipe), Self::chain(toks, i))
             }
-            Tok::Str(s) => Term::Lit(Value::String(s.clone())),
-            Tok::Num(n) => Term::Lit(Value::Number(n.clone())),
+            Tok::Str(s) => Term::Lit(Rc::new(Value::String(s.clone()))),
+            Tok::Num(n) => Term::Lit(Rc::new(Value::Number(n.clone()))),
             Tok::Ident(id) => match id.as_str() {
-                "true" => Term::Lit(Value::Bool(true)),
-                "false" => Term::Lit(Value::Bool(false)),
+                "true" => Term::Lit(Rc::new(Value::Bool(true))),
+                "false" => Term::Lit(Rc::new(Value::Bool(false))),
                 "nil" => Term::Nil,
                 f if FUNCS.contains(&f) => Term::Func(f.to_owned()),
                 k if KEYWORDS.contains(&k) || k == "block" => {
@@ -920,12 +1017,17 @@ impl Parser {
 
 // ----------------------------------------------------------------------------- values
 
-/// A value during execution: absent (a missing key), borrowed from the data, or computed.
+/// A value during execution: absent (a missing key), borrowed from the data, or computed
+/// (and literals). Computed values are shared, so cloning a `Val` never copies a string.
 #[derive(Debug, Clone)]
 enum Val<'a> {
     Missing,
     Ref(&'a Value),
-    Own(Value),
+    Own(Rc<Value>),
+}
+
+fn own<'a>(v: Value) -> Val<'a> {
+    Val::Own(Rc::new(v))
 }
 
 impl Val<'_> {
@@ -933,7 +1035,7 @@ impl Val<'_> {
         match self {
             Val::Missing => None,
             Val::Ref(v) => Some(v),
-            Val::Own(v) => Some(v),
+            Val::Own(v) => Some(v.as_ref()),
         }
     }
 
@@ -947,13 +1049,19 @@ impl Val<'_> {
             Some(Value::Object(o)) => !o.is_empty(),
         }
     }
+}
 
-    fn into_value(self) -> Value {
-        match self {
-            Val::Missing => Value::Null,
-            Val::Ref(v) => v.clone(),
-            Val::Own(v) => v,
-        }
+/// About how many bytes copying `v` moves (for charging the copies of computed containers).
+fn copy_cost(v: &Value) -> usize {
+    match v {
+        Value::String(s) => ITEM_COST + s.len(),
+        Value::Array(a) => a
+            .iter()
+            .fold(ITEM_COST, |n, e| n.saturating_add(copy_cost(e))),
+        Value::Object(o) => o.iter().fold(ITEM_COST, |n, (k, e)| {
+            n.saturating_add(k.len()).saturating_add(copy_cost(e))
+        }),
+        _ => ITEM_COST,
     }
 }
 
@@ -971,46 +1079,74 @@ fn go_type(v: Option<&Value>) -> &'static str {
     }
 }
 
-/// A value as Go's `fmt` prints it with `%v`.
-fn go_v(v: Option<&Value>, out: &mut String) {
+/// A printed value did not fit in the room it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Overflow;
+
+/// Append `s` unless that takes `out` past `limit` bytes.
+fn push_within(out: &mut String, s: &str, limit: usize) -> Result<(), Overflow> {
+    if out.len().saturating_add(s.len()) > limit {
+        return Err(Overflow);
+    }
+    out.push_str(s);
+    Ok(())
+}
+
+/// A value as Go's `fmt` prints it with `%v`, appended to `out`; stops with [`Overflow`]
+/// (having appended a prefix) before `out` grows past `limit` bytes, so printing a large
+/// value into a small room costs no more than the room.
+fn go_v(v: Option<&Value>, out: &mut String, limit: usize) -> Result<(), Overflow> {
     match v {
-        None => out.push_str("<nil>"),
-        Some(Value::Null) => out.push_str("[]"),
-        Some(Value::Bool(b)) => out.push_str(if *b { "true" } else { "false" }),
-        Some(Value::Number(n)) => out.push_str(&go_number(n)),
-        Some(Value::String(s)) => out.push_str(s),
+        None => push_within(out, "<nil>", limit),
+        Some(Value::Null) => push_within(out, "[]", limit),
+        Some(Value::Bool(b)) => push_within(out, if *b { "true" } else { "false" }, limit),
+        Some(Value::Number(n)) => push_within(out, &go_number(n), limit),
+        Some(Value::String(s)) => push_within(out, s, limit),
         Some(Value::Array(a)) => {
-            out.push('[');
+            push_within(out, "[", limit)?;
             for (k, e) in a.iter().enumerate() {
                 if k > 0 {
-                    out.push(' ');
+                    push_within(out, " ", limit)?;
                 }
-                go_v(Some(e), out);
+                go_v(Some(e), out, limit)?;
             }
-            out.push(']');
+            push_within(out, "]", limit)
         }
         Some(Value::Object(o)) => {
             let mut keys: Vec<&String> = o.keys().collect();
             keys.sort();
-            out.push_str("map[");
+            push_within(out, "map[", limit)?;
             for (k, key) in keys.into_iter().enumerate() {
                 if k > 0 {
-                    out.push(' ');
+                    push_within(out, " ", limit)?;
                 }
-                out.push_str(key);
-                out.push(':');
-                go_v(o.get(key), out);
+                push_within(out, key, limit)?;
+                push_within(out, ":", limit)?;
+                go_v(o.get(key), out, limit)?;
             }
-            out.push(']');
+            push_within(out, "]", limit)
         }
     }
 }
 
-fn go_v_string(v: Option<&Value>) -> String {
+/// [`go_v`] into a new string of at most `limit` bytes.
+fn go_v_string(v: Option<&Value>, limit: usize) -> Result<String, Overflow> {
     let mut s = String::new();
-    go_v(v, &mut s);
+    go_v(v, &mut s, limit)?;
+    Ok(s)
+}
+
+/// A value for an error message: its first [`SHOWN`] bytes or so, `…` when cut.
+fn shown(v: Option<&Value>) -> String {
+    let mut s = String::new();
+    if go_v(v, &mut s, SHOWN).is_err() {
+        s.push('…');
+    }
     s
 }
+
+/// How much of a value error messages show.
+const SHOWN: usize = 200;
 
 fn go_number(n: &Number) -> String {
     if let Some(i) = n.as_i64() {
@@ -1204,37 +1340,60 @@ fn go_quote(s: &str) -> String {
     out
 }
 
-fn bad_verb(verb: char, v: Option<&Value>) -> String {
-    match v {
+fn bad_verb(verb: char, v: Option<&Value>, room: usize) -> Result<String, Overflow> {
+    Ok(match v {
         None => format!("%!{verb}(<nil>)"),
-        Some(x) => format!("%!{verb}({}={})", go_type(Some(x)), go_v_string(Some(x))),
-    }
+        Some(x) => {
+            let mut s = format!("%!{verb}({}=", go_type(Some(x)));
+            go_v(Some(x), &mut s, room)?;
+            s.push(')');
+            s
+        }
+    })
 }
 
-fn fmt_one(verb: char, v: Option<&Value>, spec: &Spec) -> String {
-    match (verb, v) {
+/// One verb of [`sprintf`], or [`Overflow`] when its result would not fit in `room` bytes
+/// (checked before building it where the result is as long as a string argument, a width
+/// or a precision).
+fn fmt_one(verb: char, v: Option<&Value>, spec: &Spec, room: usize) -> Result<String, Overflow> {
+    if spec.width.unwrap_or(0) > room
+        || (matches!(v, Some(Value::Number(_))) && spec.prec.unwrap_or(0) > room)
+    {
+        return Err(Overflow);
+    }
+    let too_long =
+        |s: &str, factor: usize| spec.prec.is_none() && s.len().saturating_mul(factor) > room;
+    Ok(match (verb, v) {
         ('v', Some(Value::Number(n))) if n.is_f64() => {
             fmt_float(n.as_f64().unwrap_or(0.0), 'g', spec)
         }
         ('v', Some(Value::Number(_))) => fmt_int(as_int(v).unwrap_or(0), 'd', spec),
         ('s' | 'v', Some(Value::String(s))) => {
+            if too_long(s, 1) {
+                return Err(Overflow);
+            }
             let s = match spec.prec {
                 Some(p) => s.chars().take(p).collect(),
                 None => s.clone(),
             };
             pad(s, spec, false)
         }
-        ('v', _) => pad(go_v_string(v), spec, false),
+        ('v', _) => pad(go_v_string(v, room)?, spec, false),
         ('s', Some(x @ (Value::Array(_) | Value::Object(_) | Value::Null))) => {
-            pad(go_v_string(Some(x)), spec, false)
+            pad(go_v_string(Some(x), room)?, spec, false)
         }
-        ('q', Some(Value::String(s))) => pad(go_quote(s), spec, false),
+        ('q', Some(Value::String(s))) => {
+            if s.len() > room {
+                return Err(Overflow);
+            }
+            pad(go_quote(s), spec, false)
+        }
         ('q', Some(Value::Number(_))) => match as_int(v)
             .and_then(|i| u32::try_from(i).ok())
             .and_then(char::from_u32)
         {
             Some(c) => pad(format!("'{c}'"), spec, false),
-            None => bad_verb(verb, v),
+            None => bad_verb(verb, v, room)?,
         },
         ('t', Some(Value::Bool(b))) => pad(b.to_string(), spec, false),
         ('d' | 'x' | 'X' | 'o' | 'O' | 'b', Some(Value::Number(_))) if as_int(v).is_some() => {
@@ -1245,10 +1404,13 @@ fn fmt_one(verb: char, v: Option<&Value>, spec: &Spec) -> String {
             .and_then(char::from_u32)
         {
             Some(c) => pad(c.to_string(), spec, false),
-            None => bad_verb(verb, v),
+            None => bad_verb(verb, v, room)?,
         },
         ('x' | 'X', Some(Value::String(s))) => {
-            let mut h = String::new();
+            if s.len().saturating_mul(2) > room {
+                return Err(Overflow);
+            }
+            let mut h = String::with_capacity(s.len() * 2);
             for b in s.bytes() {
                 let _ = if verb == 'x' {
                     write!(h, "{b:02x}")
@@ -1261,21 +1423,21 @@ fn fmt_one(verb: char, v: Option<&Value>, spec: &Spec) -> String {
         ('e' | 'E' | 'f' | 'F' | 'g' | 'G', Some(Value::Number(n))) if n.is_f64() => {
             fmt_float(n.as_f64().unwrap_or(0.0), verb, spec)
         }
-        _ => bad_verb(verb, v),
-    }
+        _ => bad_verb(verb, v, room)?,
+    })
 }
 
 /// Go's `fmt.Sprintf` for JSON values: flags `-+# 0`, width and precision (also `*`), the
 /// verbs `v s q d x X o O b c t e E f F g G %`, and Go's `%!verb(…)` notes for missing,
-/// extra and mismatched arguments.
-fn sprintf(format: &str, args: &[Val<'_>]) -> String {
+/// extra and mismatched arguments. Fails with [`Overflow`] instead of producing more
+/// than `limit` bytes.
+fn sprintf(format: &str, args: &[Val<'_>], limit: usize) -> Result<String, Overflow> {
     let mut out = String::new();
     let mut next = 0;
     let mut chars = format.chars().peekable();
     while let Some(c) = chars.next() {
-        if out.len() > MAX_WORK {
-            // The caller rejects the result; stop building it.
-            break;
+        if out.len() > limit {
+            return Err(Overflow);
         }
         if c != '%' {
             out.push(c);
@@ -1343,23 +1505,35 @@ fn sprintf(format: &str, args: &[Val<'_>]) -> String {
             None => {
                 let _ = write!(out, "%!{verb}(MISSING)");
             }
-            Some(a) => out.push_str(&fmt_one(verb, a.get(), &spec)),
+            Some(a) => {
+                let room = limit.saturating_sub(out.len());
+                let s = fmt_one(verb, a.get(), &spec, room)?;
+                push_within(&mut out, &s, limit)?;
+            }
         }
         next += 1;
     }
     if next < args.len() {
-        out.push_str("%!(EXTRA ");
-        let extra: Vec<String> = args[next..]
-            .iter()
-            .map(|a| match a.get() {
-                None => "<nil>".to_owned(),
-                Some(v) => format!("{}={}", go_type(Some(v)), go_v_string(Some(v))),
-            })
-            .collect();
-        out.push_str(&extra.join(", "));
-        out.push(')');
+        push_within(&mut out, "%!(EXTRA ", limit)?;
+        for (k, a) in args[next..].iter().enumerate() {
+            if k > 0 {
+                push_within(&mut out, ", ", limit)?;
+            }
+            match a.get() {
+                None => push_within(&mut out, "<nil>", limit)?,
+                Some(v) => {
+                    push_within(&mut out, go_type(Some(v)), limit)?;
+                    push_within(&mut out, "=", limit)?;
+                    go_v(Some(v), &mut out, limit)?;
+                }
+            }
+        }
+        push_within(&mut out, ")", limit)?;
     }
-    out
+    if out.len() > limit {
+        return Err(Overflow);
+    }
+    Ok(out)
 }
 
 // ----------------------------------------------------------------------------- execution
@@ -1376,16 +1550,22 @@ enum Flow {
     Continue,
 }
 
-struct Exec<'a> {
+struct Exec<'a, 'c> {
     root: &'a Value,
-    vars: Vec<(String, Val<'a>)>,
+    /// Per variable id, its bindings in the enclosing scopes, innermost last.
+    slots: Vec<Vec<Val<'a>>>,
+    /// The ids bound, in binding order, so the end of a scope can unbind them.
+    bound: Vec<usize>,
     out: String,
     steps: u64,
     work: usize,
+    /// Steps and 256-byte units of work since the clock was last asked.
+    ticks: u64,
     line: usize,
+    expired: &'c mut dyn FnMut() -> bool,
 }
 
-impl<'a> Exec<'a> {
+impl<'a> Exec<'a, '_> {
     fn err(&self, msg: impl Into<String>) -> ExecError {
         ExecError {
             line: self.line,
@@ -1393,28 +1573,85 @@ impl<'a> Exec<'a> {
         }
     }
 
+    fn work_exceeded(&self) -> ExecError {
+        self.err(format!(
+            "template exceeded its work budget: more than {MAX_WORK} bytes produced, copied \
+             or compared; simplify the template"
+        ))
+    }
+
+    fn time_exceeded(&self) -> ExecError {
+        self.err("template exceeded its time budget; simplify the template")
+    }
+
+    fn output_exceeded(&self) -> ExecError {
+        self.err(format!(
+            "template exceeded its output budget: more than {MAX_OUTPUT} bytes; simplify the \
+             template"
+        ))
+    }
+
+    /// Count `n` ticks and ask the clock when enough have gone by.
+    fn tick(&mut self, n: u64) -> Result<(), ExecError> {
+        self.ticks = self.ticks.saturating_add(n);
+        if self.ticks >= CHECK_EVERY {
+            self.ticks = 0;
+            if (self.expired)() {
+                return Err(self.time_exceeded());
+            }
+        }
+        Ok(())
+    }
+
     fn step(&mut self) -> Result<(), ExecError> {
         self.steps += 1;
         if self.steps > MAX_STEPS {
-            return Err(self.err(format!("template ran more than {MAX_STEPS} steps")));
+            return Err(self.err(format!(
+                "template exceeded its work budget: more than {MAX_STEPS} steps; simplify the \
+                 template"
+            )));
         }
-        Ok(())
+        self.tick(1)
+    }
+
+    /// Count `bytes` produced, copied, compared or hashed against the work budget.
+    fn charge(&mut self, bytes: usize) -> Result<(), ExecError> {
+        self.work = self.work.saturating_add(bytes);
+        if self.work > MAX_WORK {
+            return Err(self.work_exceeded());
+        }
+        self.tick((bytes / 256) as u64)
+    }
+
+    /// How many bytes a function may still produce.
+    fn room(&self) -> usize {
+        MAX_WORK.saturating_sub(self.work)
     }
 
     fn write(&mut self, s: &str) -> Result<(), ExecError> {
-        if self.out.len() + s.len() > MAX_OUTPUT {
-            return Err(self.err(format!("output exceeds {MAX_OUTPUT} bytes")));
+        push_within(&mut self.out, s, MAX_OUTPUT).map_err(|Overflow| self.output_exceeded())
+    }
+
+    /// Print the value of an action, straight into the output.
+    fn print(&mut self, v: &Val<'a>) -> Result<(), ExecError> {
+        match v.get() {
+            None => self.write("<no value>"),
+            some => {
+                go_v(some, &mut self.out, MAX_OUTPUT).map_err(|Overflow| self.output_exceeded())
+            }
         }
-        self.out.push_str(s);
-        Ok(())
     }
 
     fn produced(&mut self, s: String) -> Result<Val<'a>, ExecError> {
-        self.work += s.len();
-        if self.work > MAX_WORK {
-            return Err(self.err(format!("functions produced more than {MAX_WORK} bytes")));
-        }
-        Ok(Val::Own(Value::String(s)))
+        self.charge(s.len())?;
+        Ok(own(Value::String(s)))
+    }
+
+    /// A copy of part of a computed value (computed values are scalars in practice; a
+    /// container would be copied, so the copy is charged).
+    fn copied(&mut self, v: &Value) -> Result<Val<'a>, ExecError> {
+        self.charge(copy_cost(v))?;
+        Ok(own(v.clone()))
     }
 
     fn run_list(&mut self, nodes: &[Node], dot: &Val<'a>) -> Result<Flow, ExecError> {
@@ -1429,11 +1666,7 @@ impl<'a> Exec<'a> {
                     self.line = *line;
                     let v = self.eval_pipe(pipe, dot, true)?;
                     if pipe.decl.is_empty() {
-                        let text = match v.get() {
-                            None => "<no value>".to_owned(),
-                            some => go_v_string(some),
-                        };
-                        self.write(&text)?;
+                        self.print(&v)?;
                     }
                     Flow::Normal
                 }
@@ -1450,7 +1683,7 @@ impl<'a> Exec<'a> {
                     els,
                 } => {
                     self.line = *line;
-                    let mark = self.vars.len();
+                    let mark = self.bound.len();
                     let v = self.eval_pipe(pipe, dot, true)?;
                     let flow = if v.truthy() {
                         let new_dot = if matches!(node, Node::With { .. }) {
@@ -1462,7 +1695,7 @@ impl<'a> Exec<'a> {
                     } else {
                         self.run_list(els, dot)?
                     };
-                    self.vars.truncate(mark);
+                    self.unbind(mark);
                     flow
                 }
                 Node::Range {
@@ -1472,7 +1705,7 @@ impl<'a> Exec<'a> {
                     els,
                 } => {
                     self.line = *line;
-                    let mark = self.vars.len();
+                    let mark = self.bound.len();
                     let v = self.eval_pipe(pipe, dot, false)?;
                     let flow = match self.range_items(v)? {
                         RangeOver::Items(items) if !items.is_empty() => {
@@ -1485,7 +1718,7 @@ impl<'a> Exec<'a> {
                         }
                         RangeOver::Count(n) if n > 0 => {
                             for k in 0..n {
-                                let i = Val::Own(Value::from(k));
+                                let i = own(Value::from(k));
                                 if self.range_body(pipe, body, i.clone(), i)? {
                                     break;
                                 }
@@ -1494,7 +1727,7 @@ impl<'a> Exec<'a> {
                         }
                         _ => self.run_list(els, dot)?,
                     };
-                    self.vars.truncate(mark);
+                    self.unbind(mark);
                     flow
                 }
                 Node::Break => Flow::Break,
@@ -1516,7 +1749,7 @@ impl<'a> Exec<'a> {
         elem: Val<'a>,
     ) -> Result<bool, ExecError> {
         self.step()?;
-        let inner = self.vars.len();
+        let inner = self.bound.len();
         match pipe.decl.as_slice() {
             [e] => self.bind(e, elem.clone(), pipe.assign),
             [k, e] => {
@@ -1526,63 +1759,96 @@ impl<'a> Exec<'a> {
             _ => {}
         }
         let flow = self.run_list(body, &elem)?;
-        self.vars.truncate(inner);
+        self.unbind(inner);
         Ok(matches!(flow, Flow::Break))
     }
 
-    fn range_items(&self, v: Val<'a>) -> Result<RangeOver<'a>, ExecError> {
-        let idx = |k: usize| Val::Own(Value::from(k));
+    /// The elements a `range` visits, each charged [`ITEM_COST`] as it is collected.
+    fn range_items(&mut self, v: Val<'a>) -> Result<RangeOver<'a>, ExecError> {
+        let idx = |k: usize| own(Value::from(k));
+        let n = match v.get() {
+            Some(Value::Array(a)) => a.len(),
+            Some(Value::Object(o)) => o.len(),
+            _ => 0,
+        };
+        self.charge(n.saturating_mul(ITEM_COST))?;
         Ok(RangeOver::Items(match v {
-            Val::Missing | Val::Ref(Value::Null) | Val::Own(Value::Null) => Vec::new(),
+            Val::Missing => Vec::new(),
+            Val::Ref(Value::Null) => Vec::new(),
             Val::Ref(Value::Array(a)) => a
                 .iter()
                 .enumerate()
                 .map(|(k, e)| (idx(k), Val::Ref(e)))
                 .collect(),
-            Val::Own(Value::Array(a)) => a
-                .into_iter()
-                .enumerate()
-                .map(|(k, e)| (idx(k), Val::Own(e)))
-                .collect(),
             Val::Ref(Value::Object(o)) => {
-                let mut keys: Vec<&String> = o.keys().collect();
+                let mut keys: Vec<&'a String> = o.keys().collect();
                 keys.sort();
-                keys.into_iter()
-                    .filter_map(|k| {
-                        o.get(k)
-                            .map(|e| (Val::Own(Value::String(k.clone())), Val::Ref(e)))
-                    })
-                    .collect()
-            }
-            Val::Own(Value::Object(o)) => {
-                let mut pairs: Vec<(String, Value)> = o.into_iter().collect();
-                pairs.sort_by(|a, b| a.0.cmp(&b.0));
-                pairs
-                    .into_iter()
-                    .map(|(k, e)| (Val::Own(Value::String(k)), Val::Own(e)))
-                    .collect()
-            }
-            other => {
-                if let Some(n) = as_int(other.get()) {
-                    // Go 1.22 ranges over an integer n as 0..n; the step budget bounds it.
-                    return Ok(RangeOver::Count(
-                        n.clamp(0, i128::from(MAX_STEPS) + 1) as usize
-                    ));
+                let mut items = Vec::with_capacity(keys.len());
+                for k in keys {
+                    self.charge(k.len())?;
+                    if let Some(e) = o.get(k) {
+                        items.push((own(Value::String(k.clone())), Val::Ref(e)));
+                    }
                 }
-                let shown = go_v_string(other.get());
-                return Err(self.err(format!("range can't iterate over {shown}")));
+                items
             }
+            Val::Own(rc) => match rc.as_ref() {
+                Value::Null => Vec::new(),
+                Value::Array(a) => {
+                    let mut items = Vec::with_capacity(a.len());
+                    for (k, e) in a.iter().enumerate() {
+                        items.push((idx(k), self.copied(e)?));
+                    }
+                    items
+                }
+                Value::Object(o) => {
+                    let mut pairs: Vec<(&String, &Value)> = o.iter().collect();
+                    pairs.sort_by(|a, b| a.0.cmp(b.0));
+                    let mut items = Vec::with_capacity(pairs.len());
+                    for (k, e) in pairs {
+                        self.charge(k.len())?;
+                        items.push((own(Value::String(k.clone())), self.copied(e)?));
+                    }
+                    items
+                }
+                other => return self.range_scalar(Some(other)),
+            },
+            Val::Ref(other) => return self.range_scalar(Some(other)),
         }))
     }
 
-    fn bind(&mut self, name: &str, v: Val<'a>, assign: bool) {
+    /// `range` over an integer n runs 0..n (Go 1.22); the step budget bounds it.
+    fn range_scalar(&self, v: Option<&Value>) -> Result<RangeOver<'a>, ExecError> {
+        if let Some(n) = as_int(v) {
+            return Ok(RangeOver::Count(
+                n.clamp(0, i128::from(MAX_STEPS) + 1) as usize
+            ));
+        }
+        Err(self.err(format!("range can't iterate over {}", shown(v))))
+    }
+
+    fn bind(&mut self, var: &VarRef, v: Val<'a>, assign: bool) {
+        let Some(slot) = self.slots.get_mut(var.id) else {
+            // Ids come from the parser, which sized `slots`; nothing to bind otherwise.
+            return;
+        };
         if assign {
-            if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| n == name) {
-                slot.1 = v;
+            if let Some(top) = slot.last_mut() {
+                *top = v;
                 return;
             }
         }
-        self.vars.push((name.to_owned(), v));
+        slot.push(v);
+        self.bound.push(var.id);
+    }
+
+    /// Drop the bindings made since `bound` had `mark` entries.
+    fn unbind(&mut self, mark: usize) {
+        while self.bound.len() > mark {
+            if let Some(slot) = self.bound.pop().and_then(|id| self.slots.get_mut(id)) {
+                slot.pop();
+            }
+        }
     }
 
     /// Evaluate a pipeline; with `bind_decl` its variables get its value (for `range` the
@@ -1599,8 +1865,8 @@ impl<'a> Exec<'a> {
         }
         let v = v.unwrap_or(Val::Missing);
         if bind_decl {
-            for name in &pipe.decl {
-                self.bind(name, v.clone(), pipe.assign);
+            for var in &pipe.decl {
+                self.bind(var, v.clone(), pipe.assign);
             }
         }
         Ok(v)
@@ -1624,6 +1890,7 @@ impl<'a> Exec<'a> {
             }
             return self.eval_term(first, dot);
         };
+        self.step()?;
         let rest = &cmd.args[1..];
         if name == "and" || name == "or" {
             let n = rest.len() + usize::from(piped.is_some());
@@ -1652,16 +1919,17 @@ impl<'a> Exec<'a> {
     }
 
     fn eval_term(&mut self, term: &Term, dot: &Val<'a>) -> Result<Val<'a>, ExecError> {
+        self.step()?;
         match term {
             Term::Dot => Ok(dot.clone()),
             Term::Field(chain) => self.walk(dot.clone(), chain),
-            Term::Var(name, chain) => {
-                let v = if name == "$" {
+            Term::Var(var, chain) => {
+                let v = if var.id == 0 {
                     Val::Ref(self.root)
                 } else {
-                    match self.vars.iter().rev().find(|(n, _)| n == name) {
-                        Some((_, v)) => v.clone(),
-                        None => return Err(self.err(format!("undefined variable: {name}"))),
+                    match self.slots.get(var.id).and_then(|s| s.last()) {
+                        Some(v) => v.clone(),
+                        None => return Err(self.err(format!("undefined variable: {}", var.name))),
                     }
                 };
                 self.walk(v, chain)
@@ -1670,18 +1938,26 @@ impl<'a> Exec<'a> {
                 let v = self.eval_pipe(pipe, dot, true)?;
                 self.walk(v, chain)
             }
-            Term::Lit(v) => Ok(Val::Own(v.clone())),
-            Term::Nil => Ok(Val::Own(Value::Null)),
+            Term::Lit(v) => Ok(Val::Own(Rc::clone(v))),
+            Term::Nil => Ok(own(Value::Null)),
             Term::Func(name) => self.call(name, Vec::new()),
         }
     }
 
-    fn walk(&self, mut v: Val<'a>, chain: &[String]) -> Result<Val<'a>, ExecError> {
+    /// Follow field names; each lookup is charged the length of the name it hashes.
+    fn walk(&mut self, mut v: Val<'a>, chain: &[String]) -> Result<Val<'a>, ExecError> {
         for name in chain {
+            self.charge(name.len())?;
             v = match v {
                 Val::Ref(Value::Object(o)) => o.get(name).map_or(Val::Missing, Val::Ref),
-                Val::Own(Value::Object(o)) => o.get(name).cloned().map_or(Val::Missing, Val::Own),
-                Val::Missing | Val::Ref(Value::Null) | Val::Own(Value::Null) => {
+                Val::Own(rc) if rc.is_object() => match rc.as_object().and_then(|o| o.get(name)) {
+                    Some(e) => self.copied(e)?,
+                    None => Val::Missing,
+                },
+                Val::Missing | Val::Ref(Value::Null) => {
+                    return Err(self.err(format!("nil pointer evaluating interface {{}}.{name}")))
+                }
+                Val::Own(rc) if rc.is_null() => {
                     return Err(self.err(format!("nil pointer evaluating interface {{}}.{name}")))
                 }
                 other => {
@@ -1703,7 +1979,7 @@ impl<'a> Exec<'a> {
         Ok(())
     }
 
-    fn call(&mut self, name: &str, mut args: Vec<Val<'a>>) -> Result<Val<'a>, ExecError> {
+    fn call(&mut self, name: &str, args: Vec<Val<'a>>) -> Result<Val<'a>, ExecError> {
         match name {
             "len" => {
                 self.want(name, &args, 1)?;
@@ -1718,12 +1994,25 @@ impl<'a> Exec<'a> {
                         return Err(self.err(format!("error calling len: len of type {t}")));
                     }
                 };
-                Ok(Val::Own(Value::from(n)))
+                Ok(own(Value::from(n)))
             }
             "json" => {
                 self.want(name, &args, 1)?;
-                let v = args.pop().map(Val::into_value).unwrap_or(Value::Null);
-                let s = serde_json::to_string(&v)
+                let mut w = BoundedWriter {
+                    buf: Vec::new(),
+                    limit: self.room(),
+                    stopped: None,
+                    expired: &mut *self.expired,
+                };
+                let written = serde_json::to_writer(&mut w, args[0].get().unwrap_or(&Value::Null));
+                let BoundedWriter { buf, stopped, .. } = w;
+                match stopped {
+                    Some(Stopped::Work) => return Err(self.work_exceeded()),
+                    Some(Stopped::Time) => return Err(self.time_exceeded()),
+                    None => {}
+                }
+                written.map_err(|e| self.err(format!("error calling json: {e}")))?;
+                let s = String::from_utf8(buf)
                     .map_err(|e| self.err(format!("error calling json: {e}")))?;
                 self.produced(s)
             }
@@ -1732,27 +2021,30 @@ impl<'a> Exec<'a> {
                     let t = go_type(args.first().and_then(Val::get));
                     return Err(self.err(format!("wrong type for value; expected string; got {t}")));
                 };
-                let f = f.clone();
-                let s = sprintf(&f, &args[1..]);
+                // Scanning the format costs its length, whatever it produces.
+                self.charge(f.len())?;
+                let s =
+                    sprintf(f, &args[1..], self.room()).map_err(|Overflow| self.work_exceeded())?;
                 self.produced(s)
             }
             "print" | "println" => {
+                let limit = self.room();
                 let mut s = String::new();
+                let is_str = |v: &Val<'_>| matches!(v.get(), Some(Value::String(_)));
                 for (k, a) in args.iter().enumerate() {
-                    let is_str = |v: &Val<'_>| matches!(v.get(), Some(Value::String(_)));
                     if k > 0 && (name == "println" || !(is_str(a) || is_str(&args[k - 1]))) {
-                        s.push(' ');
+                        push_within(&mut s, " ", limit).map_err(|Overflow| self.work_exceeded())?;
                     }
-                    go_v(a.get(), &mut s);
+                    go_v(a.get(), &mut s, limit).map_err(|Overflow| self.work_exceeded())?;
                 }
                 if name == "println" {
-                    s.push('\n');
+                    push_within(&mut s, "\n", limit).map_err(|Overflow| self.work_exceeded())?;
                 }
                 self.produced(s)
             }
             "not" => {
                 self.want(name, &args, 1)?;
-                Ok(Val::Own(Value::Bool(!args[0].truthy())))
+                Ok(own(Value::Bool(!args[0].truthy())))
             }
             "index" => {
                 if args.is_empty() {
@@ -1773,7 +2065,7 @@ impl<'a> Exec<'a> {
                 for b in &args[1..] {
                     any |= self.compare(&args[0], b)? == Some(std::cmp::Ordering::Equal);
                 }
-                Ok(Val::Own(Value::Bool(any)))
+                Ok(own(Value::Bool(any)))
             }
             "ne" | "lt" | "le" | "gt" | "ge" => {
                 self.want(name, &args, 2)?;
@@ -1793,49 +2085,68 @@ impl<'a> Exec<'a> {
                     "gt" => ord == Some(Greater),
                     _ => matches!(ord, Some(Greater | Equal)),
                 };
-                Ok(Val::Own(Value::Bool(r)))
+                Ok(own(Value::Bool(r)))
             }
             other => Err(self.err(format!("function {other:?} not defined"))),
         }
     }
 
-    fn index(&self, item: Val<'a>, key: &Val<'a>) -> Result<Val<'a>, ExecError> {
+    fn index(&mut self, item: Val<'a>, key: &Val<'a>) -> Result<Val<'a>, ExecError> {
+        let not_string =
+            || "error calling index: value has type non-string; should be string".to_owned();
         match item {
             Val::Ref(Value::Array(a)) => {
                 let i = self.array_index(key, a.len())?;
-                Ok(Val::Ref(&a[i]))
+                Ok(a.get(i).map_or(Val::Missing, Val::Ref))
             }
-            Val::Own(Value::Array(mut a)) => {
-                let i = self.array_index(key, a.len())?;
-                Ok(Val::Own(a.swap_remove(i)))
-            }
-            Val::Ref(Value::Object(o)) => {
-                match key.get() {
-                    Some(Value::String(k)) => Ok(o.get(k).map_or(Val::Missing, Val::Ref)),
-                    _ => Err(self
-                        .err("error calling index: value has type non-string; should be string")),
+            Val::Ref(Value::Object(o)) => match key.get() {
+                Some(Value::String(k)) => {
+                    self.charge(k.len())?;
+                    Ok(o.get(k).map_or(Val::Missing, Val::Ref))
                 }
-            }
-            Val::Own(Value::Object(o)) => {
-                match key.get() {
-                    Some(Value::String(k)) => Ok(o.get(k).cloned().map_or(Val::Missing, Val::Own)),
-                    _ => Err(self
-                        .err("error calling index: value has type non-string; should be string")),
-                }
-            }
+                _ => Err(self.err(not_string())),
+            },
             Val::Ref(Value::String(s)) => {
                 let i = self.array_index(key, s.len())?;
-                Ok(Val::Own(Value::from(s.as_bytes()[i])))
+                Ok(s.as_bytes()
+                    .get(i)
+                    .map_or(Val::Missing, |b| own(Value::from(*b))))
             }
-            Val::Own(Value::String(s)) => {
-                let i = self.array_index(key, s.len())?;
-                Ok(Val::Own(Value::from(s.as_bytes()[i])))
-            }
-            Val::Missing | Val::Ref(Value::Null) | Val::Own(Value::Null) => {
+            Val::Own(rc) => match rc.as_ref() {
+                Value::Array(a) => {
+                    let i = self.array_index(key, a.len())?;
+                    match a.get(i) {
+                        Some(e) => self.copied(e),
+                        None => Ok(Val::Missing),
+                    }
+                }
+                Value::Object(o) => match key.get() {
+                    Some(Value::String(k)) => {
+                        self.charge(k.len())?;
+                        match o.get(k) {
+                            Some(e) => self.copied(e),
+                            None => Ok(Val::Missing),
+                        }
+                    }
+                    _ => Err(self.err(not_string())),
+                },
+                Value::String(s) => {
+                    let i = self.array_index(key, s.len())?;
+                    Ok(s.as_bytes()
+                        .get(i)
+                        .map_or(Val::Missing, |b| own(Value::from(*b))))
+                }
+                Value::Null => Err(self.err("error calling index: index of untyped nil")),
+                other => {
+                    let t = go_type(Some(other));
+                    Err(self.err(format!("error calling index: can't index item of type {t}")))
+                }
+            },
+            Val::Missing | Val::Ref(Value::Null) => {
                 Err(self.err("error calling index: index of untyped nil"))
             }
-            other => {
-                let t = go_type(other.get());
+            Val::Ref(other) => {
+                let t = go_type(Some(other));
                 Err(self.err(format!("error calling index: can't index item of type {t}")))
             }
         }
@@ -1850,7 +2161,12 @@ impl<'a> Exec<'a> {
     }
 
     /// Go's basic comparison: numbers with numbers, strings with strings, bools with bools.
-    fn compare(&self, a: &Val<'a>, b: &Val<'a>) -> Result<Option<std::cmp::Ordering>, ExecError> {
+    /// Comparing strings is charged the bytes it may read.
+    fn compare(
+        &mut self,
+        a: &Val<'a>,
+        b: &Val<'a>,
+    ) -> Result<Option<std::cmp::Ordering>, ExecError> {
         Ok(match (a.get(), b.get()) {
             (Some(Value::Number(x)), Some(Value::Number(y))) => {
                 match (as_int(a.get()), as_int(b.get())) {
@@ -1861,7 +2177,10 @@ impl<'a> Exec<'a> {
                         .and_then(|(x, y)| x.partial_cmp(&y)),
                 }
             }
-            (Some(Value::String(x)), Some(Value::String(y))) => Some(x.cmp(y)),
+            (Some(Value::String(x)), Some(Value::String(y))) => {
+                self.charge(x.len().min(y.len()))?;
+                Some(x.cmp(y))
+            }
             (Some(Value::Bool(x)), Some(Value::Bool(y))) => Some(x.cmp(y)),
             (None | Some(Value::Null), None | Some(Value::Null)) => Some(std::cmp::Ordering::Equal),
             (Some(Value::Array(_) | Value::Object(_)), _)
@@ -1873,8 +2192,48 @@ impl<'a> Exec<'a> {
     }
 }
 
+/// Why a [`BoundedWriter`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    Work,
+    Time,
+}
+
+/// A `Write` for `json` of large values: refuses to grow past `limit` bytes, and asks the
+/// clock every `CHECK_EVERY * 256` bytes, as the evaluator does for its own work.
+struct BoundedWriter<'c> {
+    buf: Vec<u8>,
+    limit: usize,
+    stopped: Option<Stopped>,
+    expired: &'c mut dyn FnMut() -> bool,
+}
+
+impl std::io::Write for BoundedWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let before = self.buf.len();
+        let after = before.saturating_add(data.len());
+        if after > self.limit {
+            self.stopped = Some(Stopped::Work);
+            return Err(std::io::Error::other("json output exceeds the work budget"));
+        }
+        let every = (CHECK_EVERY as usize) * 256;
+        if after / every != before / every && (self.expired)() {
+            self.stopped = Some(Stopped::Time);
+            return Err(std::io::Error::other("json ran out of time"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -2301,6 +2660,273 @@ mod tests {
         assert!(s.is_empty());
     }
 
+    /// The heap one thread allocates, for asserting that a render stays small: the peak of
+    /// live bytes this thread allocated while `f` ran, above what was live before.
+    mod meter {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        thread_local! {
+            static LIVE: Cell<isize> = const { Cell::new(0) };
+            static PEAK: Cell<isize> = const { Cell::new(0) };
+        }
+
+        fn add(n: isize) {
+            let _ = LIVE.try_with(|live| {
+                let now = live.get() + n;
+                live.set(now);
+                let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
+            });
+        }
+
+        struct Counting;
+
+        // SAFETY: every call is forwarded to the system allocator unchanged; the thread-local
+        // counters are `const`-initialised `Cell`s, which never allocate.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+                add(l.size() as isize);
+                unsafe { System.alloc(l) }
+            }
+            unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+                add(-(l.size() as isize));
+                unsafe { System.dealloc(p, l) }
+            }
+            unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+                add(new as isize - l.size() as isize);
+                unsafe { System.realloc(p, l, new) }
+            }
+        }
+
+        #[global_allocator]
+        static COUNTING: Counting = Counting;
+
+        /// `f`'s result and the most bytes it had allocated at once on this thread.
+        pub fn peak<R>(f: impl FnOnce() -> R) -> (R, usize) {
+            let start = LIVE.with(Cell::get);
+            PEAK.with(|p| p.set(start));
+            let r = f();
+            let peak = PEAK.with(Cell::get);
+            (r, usize::try_from(peak - start).unwrap_or(0))
+        }
+    }
+
+    /// Render with no time limit, measuring time and peak heap.
+    fn measured(t: &str, d: &Value) -> (Result<String, TemplateError>, Duration, usize) {
+        let start = Instant::now();
+        let (r, peak) = meter::peak(|| render(t, d));
+        (r, start.elapsed(), peak)
+    }
+
+    fn budget_error(r: &Result<String, TemplateError>) -> &str {
+        match r {
+            Err(TemplateError::Exec(e)) => &e.msg,
+            other => panic!("expected an execution error, got {other:?}"),
+        }
+    }
+
+    /// Fast: the attacks took 54 s (and 2.9 GB). Loose, because these tests run in a debug
+    /// build, in parallel, on shared cores (the worst case here, 8 MB of `json` escaping,
+    /// takes about 2 s in debug and 30 ms in release); the heap bound is the tight one.
+    const FAST: Duration = Duration::from_secs(10);
+    /// Well above the 1 MB string the attacks start from and the caps' worst case.
+    const SMALL_HEAP: usize = 48 << 20;
+
+    /// Issue 13's first attack, 167 characters: a 1 MB string, then re-bound inside five
+    /// nested ranges over `$.Router` (16 fields: 16^5 iterations). Each re-binding copied
+    /// the megabyte; the router answered `/status` after 52 s.
+    const REBIND_ATTACK: &str = "{{$s := printf \"%1000000d\" 0}}{{range $.Router}}{{range $.Router}}{{range $.Router}}{{range $.Router}}{{range $.Router}}{{$s := $s}}{{end}}{{end}}{{end}}{{end}}{{end}}";
+
+    #[test]
+    fn rebinding_attack_fails_fast_in_bounded_memory() {
+        assert_eq!(REBIND_ATTACK.len(), 167);
+        let r = report_json(&fixtures::status("c-3peer-line", "h1"));
+        assert_eq!(r["Router"].as_object().map(|o| o.len()), Some(16));
+        let (res, took, peak) = measured(REBIND_ATTACK, &r);
+        let msg = budget_error(&res);
+        eprintln!("rebinding attack: {took:?}, peak heap {peak} bytes: {msg}");
+        assert!(
+            msg.starts_with("template exceeded its work budget"),
+            "{msg}"
+        );
+        assert!(took < FAST, "took {took:?}");
+        assert!(peak < SMALL_HEAP, "peak heap {peak} bytes");
+    }
+
+    #[test]
+    fn rebinding_shares_the_value_instead_of_copying_it() {
+        // 4,096 re-bindings of a 1 MB string: shared, so the heap holds one megabyte.
+        let r = report_json(&fixtures::status("c-3peer-line", "h1"));
+        let t = "{{$s := printf \"%1000000d\" 0}}{{range $.Router}}{{range $.Router}}{{range $.Router}}{{$t := $s}}{{$s = $t}}{{end}}{{end}}{{end}}{{len $s}}";
+        let (res, took, peak) = measured(t, &r);
+        assert_eq!(res.ok().as_deref(), Some("1000000"));
+        assert!(took < FAST, "took {took:?}");
+        assert!(peak < 4 << 20, "peak heap {peak} bytes");
+    }
+
+    /// Issue 13's second attack: a 1 MB variable referenced 3,000 times in one call (a
+    /// 21 KB URL once encoded). Each argument was a copy: 2.9 GB.
+    fn reference_attack(call: &str) -> String {
+        format!(
+            "{{{{$s := printf \"%1000000d\" 0}}}}{{{{{call}{}}}}}",
+            " $s".repeat(3000)
+        )
+    }
+
+    #[test]
+    fn many_references_attack_fails_fast_in_bounded_memory() {
+        let d = data();
+        for call in [
+            "eq $s",
+            "print",
+            "println",
+            "printf \"%s\"",
+            "and",
+            "or",
+            "ne $s",
+        ] {
+            let t = reference_attack(call);
+            let (res, took, peak) = measured(&t, &d);
+            eprintln!(
+                "{} bytes, {call}: {took:?}, peak heap {peak} bytes",
+                t.len()
+            );
+            match call {
+                // `and`/`or` return one argument: nothing is copied, and the output is the
+                // 1 MB string (within the output cap).
+                "and" | "or" => assert_eq!(res.map(|s| s.len()), Ok(1_000_000), "{call}"),
+                // `ne` takes two arguments.
+                "ne $s" => assert!(budget_error(&res).contains("wrong number of args")),
+                _ => {
+                    let msg = budget_error(&res);
+                    assert!(
+                        msg.starts_with("template exceeded its work budget"),
+                        "{call}: {msg}"
+                    );
+                }
+            }
+            assert!(took < FAST, "{call}: took {took:?}");
+            assert!(peak < SMALL_HEAP, "{call}: peak heap {peak} bytes");
+        }
+    }
+
+    #[test]
+    fn every_path_charges_large_values() {
+        let d = data();
+        let big = "{{$s := printf \"%1000000d\" 0}}";
+        for (body, what) in [
+            ("{{range 20}}{{if eq $s $s}}{{end}}{{end}}", "eq"),
+            ("{{range 20}}{{if lt $s $s}}{{end}}{{end}}", "lt"),
+            ("{{range 20}}{{if ge $s $s}}{{end}}{{end}}", "ge"),
+            ("{{range 20}}{{$t := json $s}}{{end}}", "json"),
+            ("{{range 20}}{{$t := print $s}}{{end}}", "print"),
+            ("{{range 20}}{{$t := printf \"%s\" $s}}{{end}}", "printf %s"),
+            ("{{range 20}}{{$t := printf \"%q\" $s}}{{end}}", "printf %q"),
+            ("{{range 20}}{{$t := printf \"%x\" $s}}{{end}}", "printf %x"),
+            ("{{range 20}}{{$t := printf $s}}{{end}}", "printf format"),
+            (
+                "{{range 20}}{{$t := printf \"%v\" 1 $s}}{{end}}",
+                "printf extra",
+            ),
+            ("{{range 20}}{{$t := index $ $s}}{{end}}", "index key"),
+            (
+                "{{range 20}}{{with $s}}{{$t := printf \"%s\" .}}{{end}}{{end}}",
+                "with",
+            ),
+            (
+                "{{range 20}}{{$t := (printf \"%s\" $s)}}{{end}}",
+                "subpipeline",
+            ),
+            (
+                "{{range 20}}{{$s | printf \"%s\" | len}}{{end}}",
+                "pipeline",
+            ),
+        ] {
+            let t = format!("{big}{body}");
+            let (res, took, peak) = measured(&t, &d);
+            let msg = budget_error(&res);
+            assert!(
+                msg.starts_with("template exceeded its work budget"),
+                "{what}: {msg}"
+            );
+            assert!(took < FAST, "{what}: took {took:?}");
+            assert!(peak < SMALL_HEAP, "{what}: peak heap {peak} bytes");
+        }
+        // Printing goes to the output, which has its own cap.
+        let (res, _, peak) = measured(&format!("{big}{{{{$s}}}}{{{{$s}}}}"), &d);
+        assert!(budget_error(&res).starts_with("template exceeded its output budget"));
+        assert!(peak < SMALL_HEAP, "peak heap {peak} bytes");
+        // A long field name is hashed at every lookup.
+        let field = format!(
+            "{{{{range 100000}}}}{{{{$.{}}}}}{{{{end}}}}",
+            "A".repeat(1000)
+        );
+        let msg = budget_error(&render(&field, &d)).to_owned();
+        assert!(
+            msg.starts_with("template exceeded its work budget"),
+            "{msg}"
+        );
+        // Many arguments are many steps.
+        let args = format!(
+            "{{{{range 1000}}}}{{{{eq 1{}}}}}{{{{end}}}}",
+            " 1".repeat(2000)
+        );
+        let msg = budget_error(&render(&args, &d)).to_owned();
+        assert!(msg.contains("more than 1000000 steps"), "{msg}");
+        // Functions Weave's report templates cannot use stay undefined.
+        for f in ["html", "js", "urlquery", "call", "slice"] {
+            assert!(matches!(
+                render(&format!("{{{{{f} 1}}}}"), &d),
+                Err(TemplateError::Parse(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn time_budget_is_asked_and_stops_the_run() {
+        let d = data();
+        // A clock that expires on its fifth question: deterministic.
+        let mut asked = 0;
+        let mut clock = || {
+            asked += 1;
+            asked >= 5
+        };
+        let r = render_until("{{range 500000}}{{end}}", &d, &mut clock);
+        assert_eq!(asked, 5);
+        let msg = budget_error(&r);
+        assert!(
+            msg.starts_with("template exceeded its time budget"),
+            "{msg}"
+        );
+        // A clock that never expires changes nothing, and is asked about once per
+        // CHECK_EVERY steps.
+        let mut asked = 0;
+        let mut never = || {
+            asked += 1;
+            false
+        };
+        let out = render_until("{{range 10000}}x{{end}}", &d, &mut never);
+        assert_eq!(out.map(|s| s.len()), Ok(10000));
+        assert!((10..=40).contains(&asked), "asked {asked} times");
+        // Work counts too: 6 MB of output-free work asks the clock.
+        let mut asked = 0;
+        let mut count = || {
+            asked += 1;
+            false
+        };
+        let t = "{{$s := printf \"%1000000d\" 0}}{{range 5}}{{if eq $s $s}}{{end}}{{end}}";
+        assert!(render_until(t, &d, &mut count).is_ok());
+        assert!(asked >= 5, "asked {asked} times");
+        // So does `json`, inside one call: a clock that expires at once stops it.
+        let mut now = || true;
+        let t = "{{$s := printf \"%1000000d\" 0}}{{$j := json $s}}";
+        let msg = budget_error(&render_until(t, &d, &mut now)).to_owned();
+        assert!(
+            msg.starts_with("template exceeded its time budget"),
+            "{msg}"
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -2316,6 +2942,59 @@ mod tests {
         fn never_panics_on_any_string(t in any::<String>()) {
             let _ = render(&t, &data());
             let _ = render(&format!("{{{{{t}}}}}"), &data());
+        }
+    }
+
+    /// Small random templates built from the costly operations (large strings doubled,
+    /// re-bound, compared, printed, serialised, nested ranges over the report).
+    fn costly_template() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("{{$s}}".to_owned()),
+            Just("{{$s = $s}}".to_owned()),
+            Just("{{$s = printf \"%s%s\" $s $s}}".to_owned()),
+            Just("{{$t := print $s $s}}".to_owned()),
+            Just("{{len $s}}".to_owned()),
+            Just("{{eq $s $s $s}}".to_owned()),
+            Just("{{lt $s $s}}".to_owned()),
+            Just("{{json $}}".to_owned()),
+            Just("{{$}}".to_owned()),
+            Just("{{index $ \"Router\" \"Name\"}}".to_owned()),
+            Just("{{printf \"%1000000d\" 1}}".to_owned()),
+            Just("{{.}}".to_owned()),
+            Just("x".to_owned()),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 1..4).prop_map(|v| v.concat()),
+                (inner.clone(), 0..4usize).prop_map(|(b, k)| {
+                    let over = ["$.Router", "$.Router.Peers", "1000", "$"][k];
+                    format!("{{{{range {over}}}}}{b}{{{{end}}}}")
+                }),
+                inner
+                    .clone()
+                    .prop_map(|b| format!("{{{{with $s}}}}{b}{{{{end}}}}")),
+                inner.prop_map(|b| format!("{{{{if $s}}}}{b}{{{{else}}}}{b}{{{{end}}}}")),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever the mix, a render ends within the caps: output, heap and time.
+        #[test]
+        fn costly_templates_stay_within_the_caps(body in costly_template()) {
+            let r = report_json(&fixtures::status("c-3peer-line", "h1"));
+            let t = format!("{{{{$s := printf \"%100000d\" 0}}}}{body}");
+            let (res, took, peak) = measured(&t, &r);
+            if let Ok(out) = &res {
+                prop_assert!(out.len() <= MAX_OUTPUT);
+            }
+            if let Err(TemplateError::Parse(e)) = &res {
+                prop_assert!(false, "generated templates parse: {e}");
+            }
+            prop_assert!(took < FAST, "took {took:?}");
+            prop_assert!(peak < SMALL_HEAP, "peak heap {peak} bytes");
         }
     }
 }
