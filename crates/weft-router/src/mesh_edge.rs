@@ -28,7 +28,9 @@ use weft_mesh::mesh::{
 };
 use weft_mesh::PeerName;
 use weft_sleeve::packet::OutFrame;
-use weft_sleeve::segment::{self, Plan, Pushed, Reassembler, SEGMENTS_FEATURE};
+use weft_sleeve::segment::{
+    self, MessageKeys, Plan, Pushed, Reassembler, SegmentKey, SEGMENTS_FEATURE,
+};
 use weft_sleeve::{HeartbeatLink, LinkConfig, LinkEvent, Transmit};
 use weft_switch::toobig::ICMP_FRAG_NEEDED_MAX;
 use weft_switch::{
@@ -244,6 +246,8 @@ struct Peer {
     /// Index of the sleeve among the overlays both ends offered; `None`: compat mode.
     sleeve_index: Option<u8>,
     remote_name: Option<PeerName>,
+    /// Id of our first segmented datagram on this connection (announced in the handshake).
+    segment_first_id: u64,
 }
 
 impl Peer {
@@ -351,10 +355,10 @@ pub fn start(
         out_buf: Vec::with_capacity(65536),
         pending_sends: BTreeMap::new(),
         link_io: BTreeMap::new(),
-        next_msg_id: rand::random(),
         pool: BufferPool::default(),
         captured: Vec::new(),
-        reassembler: Reassembler::new(MAX_REASSEMBLY_SENDERS),
+        reassembler: Reassembler::new(),
+        segment_keys: Box::default(),
         gate,
         conn_stats: ConnStats::default(),
     };
@@ -550,14 +554,14 @@ struct Actor {
     pending_sends: BTreeMap<PeerName, Vec<Pending>>,
     /// Per link: its DF socket and how to send its datagrams.
     link_io: BTreeMap<ConnId, LinkIo>,
-    /// Id of the next segmented datagram.
-    next_msg_id: u32,
     /// Buffers for captured frames.
     pool: BufferPool,
     /// Frames read from the capture device in one wake-up.
     captured: Vec<Vec<u8>>,
-    /// Segmented datagrams from weft peers being put back together.
-    reassembler: Reassembler,
+    /// Segmented datagrams from weft peers being put back together, per link.
+    reassembler: Reassembler<ConnId>,
+    /// One-time MAC keys of the segmented datagram being sent (reused).
+    segment_keys: Box<MessageKeys>,
     /// Caps on inbound connections in the handshake (shared with the accept loop).
     gate: HandshakeGate,
     conn_stats: ConnStats,
@@ -587,6 +591,10 @@ struct LinkIo {
     gso: bool,
     /// The kernel refused GSO sends of this segment size (larger than the route takes).
     gso_refused_at: Option<usize>,
+    /// Id of the next segmented datagram (sequential from the one announced).
+    next_msg_id: u64,
+    /// Tags our segments on an encrypted link.
+    segment_key: Option<SegmentKey>,
 }
 
 impl LinkIo {
@@ -598,6 +606,8 @@ impl LinkIo {
             kernel_pmtu: DEFAULT_PMTU,
             gso: true,
             gso_refused_at: None,
+            next_msg_id: 0,
+            segment_key: None,
         }
     }
 }
@@ -617,10 +627,6 @@ fn segment_size(link: &HeartbeatLink, io: &LinkIo) -> usize {
         .saturating_sub(weft_sleeve::packet::UDP_IP_OVERHEAD)
         .max(segment::MIN_SEGMENT)
 }
-/// Senders whose segmented datagrams are reassembled at once (one datagram in progress each,
-/// 64 KiB at most). Only connected peers' addresses get one, and a peer's goes with its
-/// connection; this bounds the memory even with more connections than this.
-const MAX_REASSEMBLY_SENDERS: usize = 256;
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
@@ -1028,7 +1034,7 @@ impl Actor {
             .filter(|(io, seg)| io.segments && data.len() > *seg)
             .and_then(|(io, seg)| {
                 let gso = io.gso && io.gso_refused_at != Some(seg);
-                Plan::new(data.len(), seg).map(|p| (p, seg, gso))
+                Plan::new(data.len(), seg, io.segment_key.is_some()).map(|p| (p, seg, gso))
             });
         let Some((plan, seg, gso)) = plan else {
             return match sleeve_io::send_to(&self.udp, data, to).await {
@@ -1040,9 +1046,20 @@ impl Actor {
             };
         };
         let src = self.local_ipv4(conn);
-        let id = self.next_msg_id;
-        self.next_msg_id = id.wrapping_add(1);
-        let mut r = sleeve_io::send_segments(&self.udp, to, src, data, id, &plan, gso, 0).await;
+        let Some(io) = self.link_io.get_mut(&conn) else {
+            return false;
+        };
+        let id = io.next_msg_id;
+        io.next_msg_id = id.wrapping_add(1);
+        let keys = match &io.segment_key {
+            Some(k) => {
+                plan.message_keys(k, id, &mut self.segment_keys);
+                Some(&*self.segment_keys)
+            }
+            None => None,
+        };
+        let msg = sleeve_io::Message { data, id, keys };
+        let mut r = sleeve_io::send_segments(&self.udp, to, src, &msg, &plan, gso, 0).await;
         if let Err(e) = &r {
             let retry = match e.error.raw_os_error() {
                 Some(libc::EIO | libc::ENOPROTOOPT) if gso => {
@@ -1072,8 +1089,7 @@ impl Actor {
             if retry {
                 // Resume where the failed send stopped: no segment goes twice.
                 let sent = e.sent;
-                r = sleeve_io::send_segments(&self.udp, to, src, data, id, &plan, false, sent)
-                    .await;
+                r = sleeve_io::send_segments(&self.udp, to, src, &msg, &plan, false, sent).await;
             }
         }
         match r {
@@ -1160,25 +1176,30 @@ impl Actor {
     /// What one receive brought: one datagram, or several of `seg` bytes each (GRO), each a
     /// Weave sleeve datagram or one segment of a weft segmented datagram.
     async fn handle_received(&mut self, from: SocketAddr, data: &mut [u8], seg: usize) {
-        // Segments are taken only from a connected peer's address, so reassembly memory is
-        // bounded by the connections (64 KiB each), not by whoever sends.
-        let mut known = None;
+        // Segments are taken only for a link with segments, from its peer's address: memory
+        // is bounded by the links, not by whoever sends (see `weft_sleeve::segment`).
+        let mut sender = None;
         // Out of `self` for this receive, as completed datagrams borrow from it while the
         // actor handles them (nothing handling a datagram touches the reassembler).
-        let mut reassembler = std::mem::replace(&mut self.reassembler, Reassembler::new(1));
+        let mut reassembler = std::mem::take(&mut self.reassembler);
         let abandoned = reassembler.stats.abandoned;
+        let now = Instant::now();
+        reassembler.expire(now);
         for d in data.chunks_mut(seg) {
             if !segment::is_segment(d) {
                 self.handle_datagram(from, d).await;
                 continue;
             }
-            let known = *known
-                .get_or_insert_with(|| self.links.values().any(|l| l.remote_addr() == Some(from)));
-            if !known {
+            let Some(conn) = *sender.get_or_insert_with(|| {
+                self.links
+                    .iter()
+                    .find(|(_, l)| l.remote_addr() == Some(from))
+                    .map(|(c, _)| *c)
+            }) else {
                 self.stats.drop("unknown_sender", 1);
                 continue;
-            }
-            match reassembler.push(from, d) {
+            };
+            match reassembler.push(conn, d, now) {
                 Ok(Pushed::Complete(msg)) => {
                     self.stats.reassembled += 1;
                     self.handle_datagram(from, msg).await
@@ -1186,7 +1207,7 @@ impl Actor {
                 Ok(Pushed::Pending) => {}
                 Ok(Pushed::Duplicate) => self.stats.drop("segment_duplicate", 1),
                 Err(e) => {
-                    self.stats.drop("segment_malformed", 1);
+                    self.stats.drop(e.reason(), 1);
                     debug!("segment from {from} dropped: {e}");
                 }
             }
@@ -1266,12 +1287,14 @@ impl Actor {
             Some(SLEEVE),
         );
         let mut features = features;
+        // Random: a spoofer who cannot see the traffic cannot guess our segment ids.
+        let segment_first_id: u64 = rand::random();
         if self.settings.extensions {
             features.insert(
                 HEARTBEAT_FEATURE,
                 HEARTBEAT_INTERVAL.as_millis().to_string(),
             );
-            features.insert(SEGMENTS_FEATURE, "1".to_owned());
+            features.insert(SEGMENTS_FEATURE, segment::feature_value(segment_first_id));
         }
         let mut cfg = WireConfig::new(local, features);
         // A reference to the one copy, not a copy.
@@ -1291,6 +1314,7 @@ impl Actor {
                 ready: false,
                 sleeve_index: None,
                 remote_name: None,
+                segment_first_id,
             },
         );
         let (rd, wr) = stream.into_split();
@@ -1370,6 +1394,25 @@ impl Actor {
                 let remote_udp = peer
                     .outbound
                     .then(|| SocketAddr::new(peer.remote_addr.ip(), peer.remote_addr.port()));
+                // Segments: both ends offer this version; the peer's first id starts the
+                // window its segments are taken in, tagged under the session key if any.
+                let peer_first_id = remote
+                    .features
+                    .get(SEGMENTS_FEATURE)
+                    .and_then(segment::parse_feature)
+                    .filter(|_| self.settings.extensions);
+                let side = weft_crypto::Side::from_outbound(peer.outbound);
+                let segment_key = overlay_key
+                    .as_ref()
+                    .filter(|_| peer_first_id.is_some())
+                    .map(|k| SegmentKey::new(k, side));
+                let segment_first_id = peer.segment_first_id;
+                if let Some(first) = peer_first_id {
+                    let key = overlay_key
+                        .as_ref()
+                        .map(|k| SegmentKey::new(k, side.peer()));
+                    self.reassembler.add_sender(conn, first, key, now);
+                }
                 let link = HeartbeatLink::new(
                     LinkConfig {
                         local: self.settings.name,
@@ -1393,12 +1436,12 @@ impl Actor {
                 );
                 self.links.insert(conn, link);
                 self.link_by_name.insert(remote.name, conn);
-                let segments =
-                    self.settings.extensions && remote.features.get(SEGMENTS_FEATURE) == Some("1");
                 self.link_io.insert(
                     conn,
                     LinkIo {
-                        segments,
+                        segments: peer_first_id.is_some(),
+                        next_msg_id: segment_first_id,
+                        segment_key,
                         ..LinkIo::new()
                     },
                 );
@@ -1500,12 +1543,10 @@ impl Actor {
         if self.link_by_name.get(&link.remote()) == Some(&conn) {
             self.link_by_name.remove(&link.remote());
         }
-        if let Some(a) = link.remote_addr() {
-            let before = self.reassembler.stats.abandoned;
-            self.reassembler.remove(a);
-            self.stats
-                .drop("segments_lost", self.reassembler.stats.abandoned - before);
-        }
+        let before = self.reassembler.stats.abandoned;
+        self.reassembler.remove(conn);
+        self.stats
+            .drop("segments_lost", self.reassembler.stats.abandoned - before);
         Some(link)
     }
 

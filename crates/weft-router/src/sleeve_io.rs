@@ -15,7 +15,7 @@ use nix::sys::socket::{
 };
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use weft_sleeve::segment::{Plan, MAX_GSO_SEGMENTS, SEGMENT_HEADER_LEN};
+use weft_sleeve::segment::{Header, MessageKeys, Plan, MAX_GSO_SEGMENTS};
 
 fn errno(e: nix::Error) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
@@ -59,9 +59,18 @@ fn get_int(fd: &impl AsRawFd, level: i32, name: i32) -> io::Result<i32> {
     }
 }
 
+/// Environment variable that turns UDP GRO off on the sleeve socket when `0` (a diagnostic
+/// knob: segments then arrive one by one, as on paths and NICs without GRO).
+pub const GRO_ENV: &str = "WEFT_UDP_GRO";
+
+/// Whether [`GRO_ENV`] allows UDP GRO (anything but `0`, or unset).
+fn gro_wanted(value: Option<&str>) -> bool {
+    value.map(str::trim) != Some("0")
+}
+
 /// Set up the shared sleeve socket: datagrams never carry DF (Weave's main socket; the host
 /// stack fragments big non-DF datagrams), and received runs of equal-sized datagrams may
-/// arrive coalesced (UDP GRO). Returns whether GRO is on.
+/// arrive coalesced (UDP GRO, unless [`GRO_ENV`] is `0`). Returns whether GRO is on.
 pub fn configure_shared(udp: &UdpSocket) -> bool {
     if let Err(e) = set_int(
         udp,
@@ -70,6 +79,10 @@ pub fn configure_shared(udp: &UdpSocket) -> bool {
         libc::IP_PMTUDISC_DONT,
     ) {
         tracing::warn!("sleeve socket: cannot turn off DF: {e}");
+    }
+    if !gro_wanted(std::env::var(GRO_ENV).ok().as_deref()) {
+        tracing::info!("{GRO_ENV}=0: UDP GRO is off on the sleeve socket");
+        return false;
     }
     setsockopt(udp, sockopt::UdpGroSegment, &true).is_ok()
 }
@@ -135,26 +148,34 @@ pub struct SegmentsError {
     pub error: io::Error,
 }
 
+/// One datagram to send segmented.
+pub struct Message<'a> {
+    /// The sleeve datagram.
+    pub data: &'a [u8],
+    /// Its message id on the link.
+    pub id: u64,
+    /// Its segments' one-time MAC keys on an encrypted link (the plan is then tagged).
+    pub keys: Option<&'a MessageKeys>,
+}
+
 /// Send `msg` to `to` cut into segments per `plan`, from segment `first` on, `plan.per_send`
 /// segments per UDP GSO send (one per send without `gso`). Headers and chunks go out as an
 /// I/O vector: the message is not copied. `src`: the source address to send from (the local
 /// address of the peer's TCP connection, so that segments come from the address the peer
 /// knows us by, as heartbeats on the DF socket do); the route's choice when `None`.
-#[allow(clippy::too_many_arguments)]
 pub async fn send_segments(
     udp: &UdpSocket,
     to: SocketAddr,
     src: Option<Ipv4Addr>,
-    msg: &[u8],
-    msg_id: u32,
+    msg: &Message<'_>,
     plan: &Plan,
     gso: bool,
     mut first: usize,
 ) -> Result<(), SegmentsError> {
     let addr = v4(to).map_err(|error| SegmentsError { sent: first, error })?;
-    let seg_size = plan.chunk_len + SEGMENT_HEADER_LEN;
+    let seg_size = plan.segment_len();
     let per_send = if gso { plan.per_send } else { 1 };
-    let mut headers = [[0u8; SEGMENT_HEADER_LEN]; MAX_GSO_SEGMENTS];
+    let mut headers = [Header::default(); MAX_GSO_SEGMENTS];
     let pktinfo = src.map(|ip| libc::in_pktinfo {
         ipi_ifindex: 0,
         ipi_spec_dst: libc::in_addr {
@@ -165,12 +186,12 @@ pub async fn send_segments(
     while first < plan.count {
         let n = per_send.min(plan.count - first);
         for (k, h) in headers[..n].iter_mut().enumerate() {
-            *h = plan.header(msg_id, first + k);
+            *h = plan.header(msg.id, first + k, msg.data, msg.keys);
         }
         let mut iov = [IoSlice::new(&[]); 2 * MAX_GSO_SEGMENTS];
         for k in 0..n {
-            iov[2 * k] = IoSlice::new(&headers[k]);
-            iov[2 * k + 1] = IoSlice::new(&msg[plan.chunk(first + k, msg.len())]);
+            iov[2 * k] = IoSlice::new(headers[k].as_bytes());
+            iov[2 * k + 1] = IoSlice::new(&msg.data[plan.chunk(first + k, msg.data.len())]);
         }
         let iov = &iov[..2 * n];
         let gso_size = seg_size as u16;
@@ -335,5 +356,19 @@ impl DfSocket {
 
     fn mtu_or_max(&self) -> u16 {
         self.path_mtu().unwrap_or(u16::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gro_is_off_only_when_asked() {
+        assert!(gro_wanted(None));
+        assert!(gro_wanted(Some("1")));
+        assert!(gro_wanted(Some("")));
+        assert!(!gro_wanted(Some("0")));
+        assert!(!gro_wanted(Some(" 0\n")));
     }
 }

@@ -1,5 +1,5 @@
 //! weft's segmented sleeve datagrams: a weft-only extension used between two weft peers that
-//! both announce it (feature `WeftSegments`).
+//! both announce it (feature `WeftSegments`, value `2/<first message id in hex>`).
 //!
 //! Weave sends a sleeve datagram of up to 64 KiB as one UDP datagram and lets the host stack
 //! cut it into IP fragments (reference §4.5, `stackFrag`). Fragmenting and reassembling in
@@ -12,28 +12,69 @@
 //!
 //! ```text
 //! 0   6  zero (no peer is named 00:00:00:00:00:00, so no Weave datagram starts so)
-//! 6   1  version = 1
+//! 6   1  version = 2
 //! 7   1  segment count N (1..=MAX_SEGMENTS)
 //! 8   1  this segment's index (0..N)
-//! 9   1  reserved, 0
+//! 9   1  flags: bit 0 = a 16-byte tag follows the header (encrypted links); others 0
 //! 10  2  chunk length C (u16): every segment but the last carries exactly C bytes
-//! 12  4  message id (u32), chosen by the sender, new for every datagram
-//! 16  .. the chunk: bytes [index·C, index·C + len) of the datagram
+//! 12  8  message id (u64): per link, sequential from the first id the sender announced
+//! 20 16  tag (when flagged): Poly1305 of the chunk under a one-time key for (id, N, C, index)
+//! ..  .. the chunk: bytes [index·C, index·C + len) of the datagram
 //! ```
 //!
-//! Pure: no sockets, no clock. [`Reassembler`] keeps one datagram in progress per sender
-//! address and a bounded number of senders; a new message id from a sender abandons the
-//! previous one (a lost segment costs the datagram, as a lost IP fragment would).
+//! # Reassembly and what a spoofer can do
+//!
+//! Segment headers travel in the clear and a UDP source address is easy to forge, so the
+//! [`Reassembler`] is built so that segments from someone who is not the peer cannot cost the
+//! peer's datagrams:
+//!
+//! * **Registered senders only.** The edge registers a sender per link (with the first id the
+//!   peer announced over the TCP handshake and, on encrypted links, the segment MAC key);
+//!   anything else is refused before it touches memory. Memory is bounded by
+//!   senders × [`SLOTS`] × (64 KiB + 4 KiB of one-time keys), buffers are reused.
+//! * **Id window.** Ids start at a random 64-bit value and go up by one per datagram. A new
+//!   id is taken only if it lies at most [`WINDOW_AHEAD`] ahead of the highest id taken so far
+//!   or at most [`WINDOW_BEHIND`] behind it; ids already completed (a bitmap of the last 64)
+//!   are duplicates. A spoofer who does not see the traffic hits the window with probability
+//!   2^24 / 2^64 per guess.
+//! * **Slots, not newest-wins.** Up to [`SLOTS`] datagrams per sender are in progress at
+//!   once. A new id takes a free slot, else a slot older than the timeout, else the slot with
+//!   the *lowest* id if the new id is higher (the sender sends in id order, so the oldest
+//!   unfinished datagram is the one that lost a segment); an id older than every slot is
+//!   dropped. Only segments that passed the window (and the MAC) get this far.
+//! * **MAC per segment on encrypted links.** Subkey per direction
+//!   `SHA-256("weft segment MAC v2" ‖ sender side ‖ session key)`, an XSalsa20 stream per
+//!   message under nonce `"wseg" ‖ id ‖ N ‖ C ‖ 0…` (a different key from the sleeve's and the
+//!   TCP stream's, so no nonce is shared), and segment *i*'s Poly1305 key is the stream's
+//!   bytes `[32 + 32i, 64 + 32i)`. The tag is checked before anything is stored, so a
+//!   forged copy of a real segment (right id and index, seen on the path) is refused and the
+//!   real one still counts ("first copy wins" is then safe).
+//! * **Residual risk on clear links:** without a secret there is no MAC (Weave's kernel
+//!   fragments have none either). Someone who sees the traffic can predict the ids and
+//!   forge segments that spoil datagrams in progress — but that attacker can also forge
+//!   whole sleeve datagrams. Blind spoofers only hit the window by chance (above).
+//!
+//! Pure: no sockets, no clock (`now` is passed in; [`Reassembler::expire`] frees slots older
+//! than the timeout).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use weft_crypto::{SecretBox, SessionKey, Side, NONCE_LEN, TAG_LEN};
 
 use crate::packet::MAX_UDP_PAYLOAD;
 
-/// Bytes of the segment header.
-pub const SEGMENT_HEADER_LEN: usize = 16;
+/// Bytes of the segment header without a tag.
+pub const SEGMENT_HEADER_LEN: usize = 20;
+/// Bytes of the segment header with its tag (encrypted links).
+pub const TAGGED_HEADER_LEN: usize = SEGMENT_HEADER_LEN + TAG_LEN;
 /// The only version this code speaks.
-pub const SEGMENT_VERSION: u8 = 1;
+pub const SEGMENT_VERSION: u8 = 2;
+/// Flag: a tag follows the header.
+const FLAG_TAGGED: u8 = 1;
 /// Most segments one datagram is cut into.
 pub const MAX_SEGMENTS: usize = 128;
 /// The feature weft peers announce in the handshake when they accept segmented datagrams.
@@ -43,19 +84,59 @@ pub const SEGMENTS_FEATURE: &str = "WeftSegments";
 pub const MIN_SEGMENT: usize = 552;
 /// Most segments in one UDP GSO send (the kernel's `UDP_MAX_SEGMENTS` is 64 on older kernels).
 pub const MAX_GSO_SEGMENTS: usize = 64;
+/// Datagrams in progress per sender.
+pub const SLOTS: usize = 4;
+/// How far ahead of the highest id taken a new id may be: datagrams lost whole in a row
+/// before the receiver would stop following (far more than a link survives: its heartbeat
+/// timeout ends it first).
+pub const WINDOW_AHEAD: u64 = 1 << 24;
+/// How far behind the highest id taken a new id may be (reordering); also the depth of the
+/// record of completed ids.
+pub const WINDOW_BEHIND: u64 = 63;
+/// A datagram in progress longer than this is given up.
+pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_millis(200);
+/// Length of a one-time Poly1305 key.
+const ONE_TIME_KEY_LEN: usize = 32;
+
+/// The value of [`SEGMENTS_FEATURE`] announcing that our segmented datagrams on this
+/// connection start at `first_id`.
+pub fn feature_value(first_id: u64) -> String {
+    format!("{SEGMENT_VERSION}/{first_id:016x}")
+}
+
+/// The first message id a peer announced in its [`SEGMENTS_FEATURE`] value; `None` when the
+/// value is not this version's (the link then carries no segments).
+pub fn parse_feature(value: &str) -> Option<u64> {
+    let (version, id) = value.split_once('/')?;
+    if version != SEGMENT_VERSION.to_string() || id.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(id, 16).ok()
+}
 
 /// Whether a UDP payload is a weft segment rather than a Weave sleeve datagram.
 pub fn is_segment(payload: &[u8]) -> bool {
     payload.len() >= 6 && payload[..6] == [0u8; 6]
 }
 
-/// A segment that does not parse or does not fit the message it claims to belong to.
+/// Header length with or without a tag.
+pub fn header_len(tagged: bool) -> usize {
+    if tagged {
+        TAGGED_HEADER_LEN
+    } else {
+        SEGMENT_HEADER_LEN
+    }
+}
+
+/// A segment that was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SegmentError {
     #[error("segment of {0} bytes is shorter than its header")]
     Short(usize),
-    #[error("unknown segment version {0}")]
+    #[error("unknown segment version {0} (this weft speaks {SEGMENT_VERSION})")]
     Version(u8),
+    #[error("unknown segment flags {0:#04x}")]
+    Flags(u8),
     #[error("segment index {index} of {count}")]
     Index { index: u8, count: u8 },
     #[error("chunk length 0")]
@@ -66,6 +147,31 @@ pub enum SegmentError {
     TooLong(usize),
     #[error("segment disagrees with the other segments of its message")]
     Inconsistent,
+    #[error("segment from a sender that has no segmented link")]
+    UnknownSender,
+    #[error("untagged segment on an encrypted link")]
+    Untagged,
+    #[error("tagged segment on a link without encryption")]
+    UnexpectedTag,
+    #[error("segment tag does not match (forged or corrupted)")]
+    BadTag,
+    #[error("message id {id:#x} is outside the window around {highest:#x}")]
+    OutOfWindow { id: u64, highest: u64 },
+    #[error("message id {0:#x} is older than every datagram in progress")]
+    Stale(u64),
+}
+
+impl SegmentError {
+    /// A short name for counting drops by reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SegmentError::UnknownSender => "unknown_sender",
+            SegmentError::Untagged | SegmentError::BadTag => "segment_forged",
+            SegmentError::OutOfWindow { .. } => "segment_out_of_window",
+            SegmentError::Stale(_) => "segment_stale",
+            _ => "segment_malformed",
+        }
+    }
 }
 
 /// A parsed segment header and its chunk.
@@ -74,7 +180,8 @@ pub struct Segment<'a> {
     pub count: u8,
     pub index: u8,
     pub chunk_len: u16,
-    pub msg_id: u32,
+    pub msg_id: u64,
+    pub tag: Option<[u8; TAG_LEN]>,
     pub chunk: &'a [u8],
 }
 
@@ -87,7 +194,10 @@ impl<'a> Segment<'a> {
         if payload[6] != SEGMENT_VERSION {
             return Err(SegmentError::Version(payload[6]));
         }
-        let (count, index) = (payload[7], payload[8]);
+        let (count, index, flags) = (payload[7], payload[8], payload[9]);
+        if flags & !FLAG_TAGGED != 0 {
+            return Err(SegmentError::Flags(flags));
+        }
         if count == 0 || index >= count || usize::from(count) > MAX_SEGMENTS {
             return Err(SegmentError::Index { index, count });
         }
@@ -95,8 +205,20 @@ impl<'a> Segment<'a> {
         if chunk_len == 0 {
             return Err(SegmentError::ZeroChunk);
         }
-        let msg_id = u32::from_be_bytes([payload[12], payload[13], payload[14], payload[15]]);
-        let chunk = &payload[SEGMENT_HEADER_LEN..];
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&payload[12..20]);
+        let msg_id = u64::from_be_bytes(id);
+        let tagged = flags & FLAG_TAGGED != 0;
+        let hlen = header_len(tagged);
+        if payload.len() < hlen {
+            return Err(SegmentError::Short(payload.len()));
+        }
+        let tag = tagged.then(|| {
+            let mut t = [0u8; TAG_LEN];
+            t.copy_from_slice(&payload[SEGMENT_HEADER_LEN..TAGGED_HEADER_LEN]);
+            t
+        });
+        let chunk = &payload[hlen..];
         let c = usize::from(chunk_len);
         let last = index + 1 == count;
         if (!last && chunk.len() != c) || (last && (chunk.is_empty() || chunk.len() > c)) {
@@ -114,19 +236,141 @@ impl<'a> Segment<'a> {
             index,
             chunk_len,
             msg_id,
+            tag,
             chunk,
         })
     }
 }
 
-/// The header of segment `index` of `count`, for a message cut into chunks of `chunk_len`.
-pub fn header(msg_id: u32, count: u8, index: u8, chunk_len: u16) -> [u8; SEGMENT_HEADER_LEN] {
-    let mut h = [0u8; SEGMENT_HEADER_LEN];
-    h[6] = SEGMENT_VERSION;
-    h[7] = count;
-    h[8] = index;
-    h[10..12].copy_from_slice(&chunk_len.to_be_bytes());
-    h[12..16].copy_from_slice(&msg_id.to_be_bytes());
+/// The segment MAC key of one direction of an encrypted link: the sender holds the one for
+/// its own side, the receiver the one for the sender's side. Derived from the connection's
+/// session key, and separate from the keys the sleeve and the TCP stream use.
+pub struct SegmentKey {
+    sb: SecretBox,
+}
+
+impl std::fmt::Debug for SegmentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SegmentKey(..)")
+    }
+}
+
+impl SegmentKey {
+    /// The key for segments sent by the `sender` end of the connection keyed `session`.
+    pub fn new(session: &SessionKey, sender: Side) -> SegmentKey {
+        let mut h = Sha256::new();
+        h.update(b"weft segment MAC v2");
+        h.update([u8::from(sender.is_outbound())]);
+        h.update(session.as_bytes());
+        let mut k: [u8; 32] = h.finalize().into();
+        let sb = SecretBox::new(&k);
+        k.fill(0);
+        SegmentKey { sb }
+    }
+
+    /// The one-time keys of every segment of message `msg_id` cut into `count` chunks of
+    /// `chunk_len`, into `out`.
+    pub fn message_keys(&self, msg_id: u64, count: u8, chunk_len: u16, out: &mut MessageKeys) {
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..4].copy_from_slice(b"wseg");
+        nonce[4..12].copy_from_slice(&msg_id.to_be_bytes());
+        nonce[12] = count;
+        nonce[13..15].copy_from_slice(&chunk_len.to_be_bytes());
+        let n = usize::from(count).min(MAX_SEGMENTS) * ONE_TIME_KEY_LEN;
+        let keys = &mut out.keys[..n];
+        keys.fill(0);
+        // Sealing zeros yields the XSalsa20 stream after its first 32 bytes (which key the
+        // tag over these zeros, ignored).
+        let _ = self.sb.seal_in_place_detached(&nonce, keys);
+        out.count = count;
+    }
+}
+
+/// The one-time Poly1305 keys of one message's segments (4 KiB; reused).
+pub struct MessageKeys {
+    keys: [u8; MAX_SEGMENTS * ONE_TIME_KEY_LEN],
+    count: u8,
+}
+
+impl Default for MessageKeys {
+    fn default() -> Self {
+        MessageKeys {
+            keys: [0u8; MAX_SEGMENTS * ONE_TIME_KEY_LEN],
+            count: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for MessageKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MessageKeys({} segments)", self.count)
+    }
+}
+
+impl MessageKeys {
+    /// The tag of segment `index`'s `chunk`; `None` past the message's segments.
+    pub fn tag(&self, index: u8, chunk: &[u8]) -> Option<[u8; TAG_LEN]> {
+        if index >= self.count {
+            return None;
+        }
+        let at = usize::from(index) * ONE_TIME_KEY_LEN;
+        let mut k = [0u8; ONE_TIME_KEY_LEN];
+        k.copy_from_slice(&self.keys[at..at + ONE_TIME_KEY_LEN]);
+        Some(weft_crypto::secretbox::onetimeauth(&k, chunk))
+    }
+
+    /// Whether `tag` is segment `index`'s tag of `chunk` (constant time).
+    pub fn verify(&self, index: u8, chunk: &[u8], tag: &[u8; TAG_LEN]) -> bool {
+        self.tag(index, chunk)
+            .is_some_and(|t| bool::from(t.ct_eq(tag)))
+    }
+}
+
+/// One segment header, tagged or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    bytes: [u8; TAGGED_HEADER_LEN],
+    len: u8,
+}
+
+impl Header {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl Default for Header {
+    fn default() -> Self {
+        Header {
+            bytes: [0u8; TAGGED_HEADER_LEN],
+            len: SEGMENT_HEADER_LEN as u8,
+        }
+    }
+}
+
+/// The header of segment `index` of `count` of message `msg_id`, cut into chunks of
+/// `chunk_len`; tagged over `chunk` when `keys` are given.
+pub fn header(
+    msg_id: u64,
+    count: u8,
+    index: u8,
+    chunk_len: u16,
+    chunk: &[u8],
+    keys: Option<&MessageKeys>,
+) -> Header {
+    let mut h = Header::default();
+    h.bytes[6] = SEGMENT_VERSION;
+    h.bytes[7] = count;
+    h.bytes[8] = index;
+    h.bytes[10..12].copy_from_slice(&chunk_len.to_be_bytes());
+    h.bytes[12..20].copy_from_slice(&msg_id.to_be_bytes());
+    if let Some(keys) = keys {
+        h.bytes[9] = FLAG_TAGGED;
+        // A key for every index below `count` (the caller derived them for this message).
+        let tag = keys.tag(index, chunk).unwrap_or([0u8; TAG_LEN]);
+        h.bytes[SEGMENT_HEADER_LEN..TAGGED_HEADER_LEN].copy_from_slice(&tag);
+        h.len = TAGGED_HEADER_LEN as u8;
+    }
     h
 }
 
@@ -140,28 +384,37 @@ pub struct Plan {
     /// Segments per UDP GSO send (all full-sized but possibly the last of the message), so
     /// that one send stays within a UDP datagram's 65 507 bytes and the kernel's limit.
     pub per_send: usize,
+    /// Segments carry a tag (encrypted link).
+    pub tagged: bool,
 }
 
 impl Plan {
     /// Cut a message of `msg_len` bytes into segments of at most `segment_size` bytes of UDP
-    /// payload. `None` when the message is empty or too long, or the segment size is below
-    /// [`MIN_SEGMENT`] or too big to need segmenting at all.
-    pub fn new(msg_len: usize, segment_size: usize) -> Option<Plan> {
+    /// payload, with tags when `tagged`. `None` when the message is empty or too long, or
+    /// the segment size is below [`MIN_SEGMENT`].
+    pub fn new(msg_len: usize, segment_size: usize, tagged: bool) -> Option<Plan> {
         if msg_len == 0 || msg_len > MAX_UDP_PAYLOAD || segment_size < MIN_SEGMENT {
             return None;
         }
-        let chunk_len = (segment_size - SEGMENT_HEADER_LEN).min(usize::from(u16::MAX));
+        let hlen = header_len(tagged);
+        let chunk_len = (segment_size - hlen).min(usize::from(u16::MAX));
         let count = msg_len.div_ceil(chunk_len);
         if count > MAX_SEGMENTS {
             return None;
         }
-        let seg = chunk_len + SEGMENT_HEADER_LEN;
+        let seg = chunk_len + hlen;
         let per_send = (MAX_UDP_PAYLOAD / seg).clamp(1, MAX_GSO_SEGMENTS);
         Some(Plan {
             chunk_len,
             count,
             per_send,
+            tagged,
         })
+    }
+
+    /// Bytes of a full segment (header and chunk): the GSO segment size.
+    pub fn segment_len(&self) -> usize {
+        self.chunk_len + header_len(self.tagged)
     }
 
     /// The message bytes of segment `index`.
@@ -170,44 +423,115 @@ impl Plan {
         start..(start + self.chunk_len).min(msg_len)
     }
 
-    /// The header of segment `index`.
-    pub fn header(&self, msg_id: u32, index: usize) -> [u8; SEGMENT_HEADER_LEN] {
+    /// The one-time keys of message `msg_id` cut per this plan.
+    pub fn message_keys(&self, key: &SegmentKey, msg_id: u64, out: &mut MessageKeys) {
         // `count ≤ MAX_SEGMENTS` and `chunk_len ≤ u16::MAX` by construction.
-        header(msg_id, self.count as u8, index as u8, self.chunk_len as u16)
+        key.message_keys(msg_id, self.count as u8, self.chunk_len as u16, out);
+    }
+
+    /// The header of segment `index` of `msg`, tagged with `keys` (from
+    /// [`Plan::message_keys`]) when the plan is tagged.
+    pub fn header(
+        &self,
+        msg_id: u64,
+        index: usize,
+        msg: &[u8],
+        keys: Option<&MessageKeys>,
+    ) -> Header {
+        let chunk = &msg[self.chunk(index, msg.len())];
+        header(
+            msg_id,
+            self.count as u8,
+            index as u8,
+            self.chunk_len as u16,
+            chunk,
+            keys.filter(|_| self.tagged),
+        )
     }
 }
 
 /// Cut `msg` into segments written one after another into `out` (cleared first): the
 /// layout a UDP GSO send of `segment_size` takes, or a list of datagrams for a sender
-/// without GSO. Returns the plan, or `None` as [`Plan::new`].
+/// without GSO. Tagged with `key` when given. Returns the plan, or `None` as [`Plan::new`].
 pub fn segment_into(
     msg: &[u8],
-    msg_id: u32,
+    msg_id: u64,
     segment_size: usize,
+    key: Option<&SegmentKey>,
     out: &mut Vec<u8>,
 ) -> Option<Plan> {
-    let plan = Plan::new(msg.len(), segment_size)?;
+    let plan = Plan::new(msg.len(), segment_size, key.is_some())?;
+    let mut keys = key.map(|k| {
+        let mut mk = Box::<MessageKeys>::default();
+        plan.message_keys(k, msg_id, &mut mk);
+        mk
+    });
     out.clear();
     for i in 0..plan.count {
-        out.extend_from_slice(&plan.header(msg_id, i));
+        out.extend_from_slice(plan.header(msg_id, i, msg, keys.as_deref()).as_bytes());
         out.extend_from_slice(&msg[plan.chunk(i, msg.len())]);
     }
+    keys.take();
     Some(plan)
 }
 
-/// One message being put back together.
+/// One datagram being put back together.
 #[derive(Debug)]
 struct Slot {
-    msg_id: u32,
+    active: bool,
+    msg_id: u64,
     count: u8,
     chunk_len: u16,
     have: u128,
     received: u8,
     /// Length of the message once the last segment is in.
     len: Option<usize>,
+    started: Instant,
+    /// Reused: grows to at most a UDP datagram. Every byte of a completed message was
+    /// written by one of its segments, so old contents never show.
     buf: Vec<u8>,
-    /// Last use, in calls to [`Reassembler::push`]: the least recently used slot is evicted.
-    used: u64,
+    /// The message's one-time keys (encrypted links), derived once for its first segment.
+    keys: Option<Box<MessageKeys>>,
+}
+
+/// One registered sender's state.
+#[derive(Debug)]
+struct Sender {
+    key: Option<SegmentKey>,
+    /// The highest id taken so far.
+    highest: u64,
+    /// Bit k: message `highest − k` is done (completed, given up, or before the first id).
+    done: u64,
+    slots: Vec<Slot>,
+    /// Keys of a segment being checked before it gets a slot (swapped into the slot).
+    scratch: Option<Box<MessageKeys>>,
+}
+
+impl Sender {
+    /// How far `id` is ahead of the highest id taken (negative: behind).
+    fn ahead(&self, id: u64) -> i64 {
+        id.wrapping_sub(self.highest) as i64
+    }
+
+    fn is_done(&self, id: u64) -> bool {
+        let behind = self.highest.wrapping_sub(id);
+        behind <= WINDOW_BEHIND && self.done & (1 << behind) != 0
+    }
+
+    fn take(&mut self, id: u64) {
+        let d = self.ahead(id);
+        if d > 0 {
+            self.done = if d >= 64 { 0 } else { self.done << d };
+            self.highest = id;
+        }
+    }
+
+    fn mark_done(&mut self, id: u64) {
+        let behind = self.highest.wrapping_sub(id);
+        if behind <= WINDOW_BEHIND {
+            self.done |= 1 << behind;
+        }
+    }
 }
 
 /// What [`Reassembler::push`] made of a segment.
@@ -217,121 +541,276 @@ pub enum Pushed<'a> {
     Complete(&'a mut [u8]),
     /// Stored; more segments are needed.
     Pending,
-    /// A segment already received (dropped).
+    /// A segment already received, or of a message already complete (dropped).
     Duplicate,
 }
 
-/// Counters for dropped segments and abandoned messages.
+/// Counters kept by the reassembler.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReassemblyStats {
-    /// Messages abandoned incomplete (a newer message id came, or the slot was evicted).
+    /// Messages given up incomplete (timed out, evicted by a newer message, or their sender
+    /// went away).
     pub abandoned: u64,
 }
 
-/// Puts segmented datagrams back together: at most one message in progress per sender
-/// address, at most `max_senders` senders (least recently used evicted). Memory is bounded by
-/// `max_senders × 64 KiB`.
+/// Puts segmented datagrams back together for the senders registered with
+/// [`Reassembler::add_sender`]: up to [`SLOTS`] messages in progress each, new ids only within
+/// the window, tags checked on encrypted links (see the module documentation for the policy).
 #[derive(Debug)]
-pub struct Reassembler {
-    slots: HashMap<SocketAddr, Slot>,
-    max_senders: usize,
-    clock: u64,
+pub struct Reassembler<K> {
+    senders: HashMap<K, Sender>,
+    timeout: Duration,
+    /// The earliest time a slot in progress times out.
+    next_expiry: Option<Instant>,
     pub stats: ReassemblyStats,
 }
 
-impl Reassembler {
-    pub fn new(max_senders: usize) -> Reassembler {
+impl<K: Copy + Eq + Hash> Default for Reassembler<K> {
+    fn default() -> Self {
+        Reassembler::new()
+    }
+}
+
+impl<K: Copy + Eq + Hash> Reassembler<K> {
+    pub fn new() -> Reassembler<K> {
+        Reassembler::with_timeout(REASSEMBLY_TIMEOUT)
+    }
+
+    /// A reassembler giving up on messages in progress after `timeout`.
+    pub fn with_timeout(timeout: Duration) -> Reassembler<K> {
         Reassembler {
-            slots: HashMap::new(),
-            max_senders: max_senders.max(1),
-            clock: 0,
+            senders: HashMap::new(),
+            timeout,
+            next_expiry: None,
             stats: ReassemblyStats::default(),
         }
     }
 
-    /// Senders with a slot.
+    /// Registered senders.
     pub fn senders(&self) -> usize {
-        self.slots.len()
+        self.senders.len()
     }
 
-    /// Forget `from`'s message in progress (its connection went away), counting it as
-    /// abandoned if it was incomplete.
-    pub fn remove(&mut self, from: SocketAddr) {
-        if let Some(s) = self.slots.remove(&from) {
-            if s.received > 0 && s.received < s.count {
-                self.stats.abandoned += 1;
-            }
+    /// Messages in progress, over all senders.
+    pub fn in_progress(&self) -> usize {
+        self.senders
+            .values()
+            .map(|s| s.slots.iter().filter(|x| x.active).count())
+            .sum()
+    }
+
+    /// Bytes of reassembly buffers held (grows to at most senders × [`SLOTS`] × 64 KiB).
+    pub fn buffer_bytes(&self) -> usize {
+        self.senders
+            .values()
+            .flat_map(|s| &s.slots)
+            .map(|x| x.buf.capacity())
+            .sum()
+    }
+
+    /// Accept segments from `sender`, whose messages start at id `first_id` (announced by
+    /// the peer over the TCP handshake) and carry tags under `key` when the link is
+    /// encrypted. Replaces what was kept for `sender` before.
+    pub fn add_sender(&mut self, sender: K, first_id: u64, key: Option<SegmentKey>, now: Instant) {
+        self.remove(sender);
+        let tagged = key.is_some();
+        let slots = (0..SLOTS)
+            .map(|_| Slot {
+                active: false,
+                msg_id: 0,
+                count: 0,
+                chunk_len: 0,
+                have: 0,
+                received: 0,
+                len: None,
+                started: now,
+                buf: Vec::new(),
+                keys: tagged.then(Box::<MessageKeys>::default),
+            })
+            .collect();
+        self.senders.insert(
+            sender,
+            Sender {
+                key,
+                highest: first_id.wrapping_sub(1),
+                done: u64::MAX,
+                slots,
+                scratch: tagged.then(Box::<MessageKeys>::default),
+            },
+        );
+    }
+
+    /// Forget `sender` (its link went away), counting its messages in progress as abandoned.
+    pub fn remove(&mut self, sender: K) {
+        if let Some(s) = self.senders.remove(&sender) {
+            self.stats.abandoned += s.slots.iter().filter(|x| x.active).count() as u64;
         }
     }
 
-    /// Feed one segment received from `from`.
-    pub fn push(&mut self, from: SocketAddr, payload: &[u8]) -> Result<Pushed<'_>, SegmentError> {
+    /// When [`Reassembler::expire`] next has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_expiry
+    }
+
+    /// Give up the messages in progress for longer than the timeout; returns how many.
+    pub fn expire(&mut self, now: Instant) -> u64 {
+        if self.next_expiry.is_none_or(|t| t > now) {
+            return 0;
+        }
+        let mut n = 0;
+        let mut next: Option<Instant> = None;
+        for s in self.senders.values_mut() {
+            for i in 0..s.slots.len() {
+                let x = &mut s.slots[i];
+                if !x.active {
+                    continue;
+                }
+                let deadline = x.started + self.timeout;
+                if deadline <= now {
+                    x.active = false;
+                    let id = x.msg_id;
+                    s.mark_done(id);
+                    n += 1;
+                } else {
+                    next = Some(next.map_or(deadline, |t| t.min(deadline)));
+                }
+            }
+        }
+        self.next_expiry = next;
+        self.stats.abandoned += n;
+        n
+    }
+
+    /// Feed one segment received from `sender` at `now`.
+    pub fn push(
+        &mut self,
+        sender: K,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<Pushed<'_>, SegmentError> {
         let seg = Segment::parse(payload)?;
-        self.clock += 1;
-        if !self.slots.contains_key(&from) && self.slots.len() >= self.max_senders {
-            let oldest = self
-                .slots
-                .iter()
-                .min_by_key(|(_, s)| s.used)
-                .map(|(a, _)| *a);
-            if let Some(a) = oldest {
-                self.slots.remove(&a);
-                self.stats.abandoned += 1;
-            }
+        let s = self
+            .senders
+            .get_mut(&sender)
+            .ok_or(SegmentError::UnknownSender)?;
+        match (seg.tag.is_some(), s.key.is_some()) {
+            (false, true) => return Err(SegmentError::Untagged),
+            (true, false) => return Err(SegmentError::UnexpectedTag),
+            _ => {}
         }
-        let slot = self.slots.entry(from).or_insert_with(|| Slot {
-            msg_id: seg.msg_id.wrapping_add(1),
-            count: 0,
-            chunk_len: 0,
-            have: 0,
-            received: 0,
-            len: None,
-            buf: Vec::new(),
-            used: 0,
-        });
-        slot.used = self.clock;
-        if slot.msg_id != seg.msg_id || slot.count == 0 {
-            if slot.received > 0 && slot.received < slot.count {
-                self.stats.abandoned += 1;
+        let i = match s
+            .slots
+            .iter()
+            .position(|x| x.active && x.msg_id == seg.msg_id)
+        {
+            Some(i) => {
+                let x = &s.slots[i];
+                if x.count != seg.count || x.chunk_len != seg.chunk_len {
+                    return Err(SegmentError::Inconsistent);
+                }
+                if x.have & (1u128 << seg.index) != 0 {
+                    return Ok(Pushed::Duplicate);
+                }
+                if let (Some(keys), Some(tag)) = (&x.keys, &seg.tag) {
+                    if !keys.verify(seg.index, seg.chunk, tag) {
+                        return Err(SegmentError::BadTag);
+                    }
+                }
+                i
             }
-            slot.msg_id = seg.msg_id;
-            slot.count = seg.count;
-            slot.chunk_len = seg.chunk_len;
-            slot.have = 0;
-            slot.received = 0;
-            slot.len = None;
-            // Only grows (to at most a UDP datagram): every byte of a completed message was
-            // written by one of its segments, so old contents never show.
-            let cap = (usize::from(seg.count) * usize::from(seg.chunk_len)).min(MAX_UDP_PAYLOAD);
-            if slot.buf.len() < cap {
-                slot.buf.resize(cap, 0);
+            None => {
+                let ahead = s.ahead(seg.msg_id);
+                if ahead > WINDOW_AHEAD as i64 || ahead < -(WINDOW_BEHIND as i64) {
+                    return Err(SegmentError::OutOfWindow {
+                        id: seg.msg_id,
+                        highest: s.highest,
+                    });
+                }
+                if s.is_done(seg.msg_id) {
+                    return Ok(Pushed::Duplicate);
+                }
+                if let (Some(key), Some(scratch), Some(tag)) = (&s.key, &mut s.scratch, &seg.tag) {
+                    key.message_keys(seg.msg_id, seg.count, seg.chunk_len, scratch);
+                    if !scratch.verify(seg.index, seg.chunk, tag) {
+                        return Err(SegmentError::BadTag);
+                    }
+                }
+                // A slot: free, else timed out, else the lowest id if this one is newer.
+                let timeout = self.timeout;
+                let free = s.slots.iter().position(|x| !x.active);
+                let expired = || {
+                    s.slots
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, x)| x.started + timeout <= now)
+                        .min_by_key(|(_, x)| x.started)
+                        .map(|(i, _)| i)
+                };
+                let i = match free.or_else(expired) {
+                    Some(i) => i,
+                    None => {
+                        let (i, oldest) = s
+                            .slots
+                            .iter()
+                            .enumerate()
+                            .map(|(i, x)| (i, s.ahead(x.msg_id)))
+                            .min_by_key(|&(_, a)| a)
+                            .ok_or(SegmentError::Stale(seg.msg_id))?;
+                        if oldest >= ahead {
+                            return Err(SegmentError::Stale(seg.msg_id));
+                        }
+                        i
+                    }
+                };
+                if s.slots[i].active {
+                    // Given up for good: its late segments are duplicates, not a new message.
+                    self.stats.abandoned += 1;
+                    let old = s.slots[i].msg_id;
+                    s.mark_done(old);
+                }
+                let x = &mut s.slots[i];
+                x.active = true;
+                x.msg_id = seg.msg_id;
+                x.count = seg.count;
+                x.chunk_len = seg.chunk_len;
+                x.have = 0;
+                x.received = 0;
+                x.len = None;
+                x.started = now;
+                let cap =
+                    (usize::from(seg.count) * usize::from(seg.chunk_len)).min(MAX_UDP_PAYLOAD);
+                if x.buf.len() < cap {
+                    x.buf.resize(cap, 0);
+                }
+                if s.key.is_some() {
+                    std::mem::swap(&mut x.keys, &mut s.scratch);
+                }
+                let deadline = now + self.timeout;
+                self.next_expiry = Some(self.next_expiry.map_or(deadline, |t| t.min(deadline)));
+                s.take(seg.msg_id);
+                i
             }
-        } else if slot.count != seg.count || slot.chunk_len != seg.chunk_len {
-            return Err(SegmentError::Inconsistent);
-        }
-        let bit = 1u128 << seg.index;
-        if slot.have & bit != 0 {
-            return Ok(Pushed::Duplicate);
-        }
+        };
+        let x = &mut s.slots[i];
         let start = usize::from(seg.index) * usize::from(seg.chunk_len);
         let end = start + seg.chunk.len();
-        if end > slot.buf.len() {
+        if end > x.buf.len() {
             return Err(SegmentError::TooLong(end));
         }
-        slot.buf[start..end].copy_from_slice(seg.chunk);
-        slot.have |= bit;
-        slot.received += 1;
+        x.buf[start..end].copy_from_slice(seg.chunk);
+        x.have |= 1u128 << seg.index;
+        x.received += 1;
         if seg.index + 1 == seg.count {
-            slot.len = Some(end);
+            x.len = Some(end);
         }
-        if slot.received == slot.count {
-            let len = slot.len.unwrap_or(slot.buf.len());
-            // Done: a repeat of any of its segments now starts (and never finishes) a new one.
-            slot.count = 0;
-            slot.received = 0;
-            return Ok(Pushed::Complete(&mut slot.buf[..len]));
+        if x.received < x.count {
+            return Ok(Pushed::Pending);
         }
-        Ok(Pushed::Pending)
+        x.active = false;
+        let len = x.len.unwrap_or(x.buf.len());
+        let id = x.msg_id;
+        s.mark_done(id);
+        Ok(Pushed::Complete(&mut s.slots[i].buf[..len]))
     }
 }
 
@@ -340,129 +819,316 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([198, 18, 0, 1], port))
+    const FIRST: u64 = 0xffff_ffff_ffff_fff0; // wraps within the tests
+
+    fn t0() -> Instant {
+        Instant::now()
     }
 
     fn msg(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 + 3) as u8).collect()
     }
 
-    fn segments(m: &[u8], id: u32, size: usize) -> Vec<Vec<u8>> {
+    fn session() -> SessionKey {
+        SessionKey::from_bytes([42u8; 32])
+    }
+
+    fn segments(m: &[u8], id: u64, size: usize, key: Option<&SegmentKey>) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        let plan = segment_into(m, id, size, &mut out).unwrap();
-        let seg = plan.chunk_len + SEGMENT_HEADER_LEN;
-        out.chunks(seg).map(<[u8]>::to_vec).collect()
+        let plan = segment_into(m, id, size, key, &mut out).unwrap();
+        out.chunks(plan.segment_len()).map(<[u8]>::to_vec).collect()
+    }
+
+    /// A reassembler with sender 1 registered (clear, or encrypted with the dialler's key).
+    fn reassembler(encrypted: bool, now: Instant) -> Reassembler<u8> {
+        let mut r = Reassembler::new();
+        let key = encrypted.then(|| SegmentKey::new(&session(), Side::Outbound));
+        r.add_sender(1, FIRST, key, now);
+        r
+    }
+
+    /// Push all `segs` in order; the completed message if the last one completed it.
+    fn push_all(r: &mut Reassembler<u8>, segs: &[Vec<u8>], now: Instant) -> Option<Vec<u8>> {
+        let mut done = None;
+        for s in segs {
+            if let Ok(Pushed::Complete(m)) = r.push(1, s, now) {
+                done = Some(m.to_vec());
+            }
+        }
+        done
     }
 
     #[test]
     fn a_full_datagram_fits_the_limits() {
-        let plan = Plan::new(MAX_UDP_PAYLOAD, 1472).unwrap();
-        assert_eq!(plan.chunk_len, 1456);
-        assert_eq!(plan.count, 45);
+        let plan = Plan::new(MAX_UDP_PAYLOAD, 1472, false).unwrap();
+        assert_eq!(plan.chunk_len, 1452);
+        assert_eq!(plan.count, 46);
         assert_eq!(plan.per_send, 44);
-        assert!(plan.per_send * 1472 <= MAX_UDP_PAYLOAD);
-        assert_eq!(plan.chunk(44, MAX_UDP_PAYLOAD), 64064..65507);
-        assert!(Plan::new(MAX_UDP_PAYLOAD, MIN_SEGMENT).is_some());
-        assert!(Plan::new(MAX_UDP_PAYLOAD, MIN_SEGMENT - 1).is_none());
-        assert!(Plan::new(0, 1472).is_none());
-        assert!(Plan::new(MAX_UDP_PAYLOAD + 1, 1472).is_none());
+        assert!(plan.per_send * plan.segment_len() <= MAX_UDP_PAYLOAD);
+        let tagged = Plan::new(MAX_UDP_PAYLOAD, 1472, true).unwrap();
+        assert_eq!(tagged.chunk_len, 1436);
+        assert_eq!(tagged.segment_len(), 1472);
+        assert!(Plan::new(MAX_UDP_PAYLOAD, MIN_SEGMENT, true).is_some());
+        assert!(Plan::new(MAX_UDP_PAYLOAD, MIN_SEGMENT - 1, false).is_none());
+        assert!(Plan::new(0, 1472, false).is_none());
+        assert!(Plan::new(MAX_UDP_PAYLOAD + 1, 1472, false).is_none());
     }
 
     #[test]
-    fn header_layout() {
-        let h = header(0x0102_0304, 45, 3, 1456);
+    fn header_layout_and_feature() {
+        let h = header(0x0102_0304_0506_0708, 45, 3, 1456, b"", None);
         assert_eq!(
-            h,
-            [0, 0, 0, 0, 0, 0, 1, 45, 3, 0, 0x05, 0xb0, 1, 2, 3, 4],
-            "zero marker, version, count, index, reserved, chunk, id"
+            h.as_bytes(),
+            [0, 0, 0, 0, 0, 0, 2, 45, 3, 0, 0x05, 0xb0, 1, 2, 3, 4, 5, 6, 7, 8],
+            "zero marker, version, count, index, flags, chunk, id"
         );
-        assert!(is_segment(&h));
+        assert!(is_segment(h.as_bytes()));
         assert!(!is_segment(&[0, 0, 0, 0, 0, 1, 0]));
+        let key = SegmentKey::new(&session(), Side::Inbound);
+        let mut keys = MessageKeys::default();
+        key.message_keys(7, 45, 1456, &mut keys);
+        let t = header(7, 45, 3, 1456, b"abc", Some(&keys));
+        assert_eq!(t.as_bytes().len(), TAGGED_HEADER_LEN);
+        assert_eq!(t.as_bytes()[9], 1);
+        assert_eq!(&t.as_bytes()[20..], &keys.tag(3, b"abc").unwrap()[..]);
+        assert_eq!(feature_value(0xab), "2/00000000000000ab");
+        assert_eq!(parse_feature(&feature_value(FIRST)), Some(FIRST));
+        assert_eq!(parse_feature("1"), None);
+        assert_eq!(parse_feature("2/12"), None);
+        assert_eq!(parse_feature("3/00000000000000ab"), None);
+    }
+
+    #[test]
+    fn keys_differ_by_direction_message_and_shape() {
+        let (a, b) = (
+            SegmentKey::new(&session(), Side::Outbound),
+            SegmentKey::new(&session(), Side::Inbound),
+        );
+        let mut k = [
+            MessageKeys::default(),
+            MessageKeys::default(),
+            MessageKeys::default(),
+            MessageKeys::default(),
+        ];
+        a.message_keys(1, 4, 1000, &mut k[0]);
+        b.message_keys(1, 4, 1000, &mut k[1]);
+        a.message_keys(2, 4, 1000, &mut k[2]);
+        a.message_keys(1, 4, 999, &mut k[3]);
+        let tags: Vec<_> = k.iter().map(|k| k.tag(0, b"x").unwrap()).collect();
+        for i in 0..4 {
+            for j in i + 1..4 {
+                assert_ne!(tags[i], tags[j]);
+            }
+        }
+        assert_ne!(k[0].tag(0, b"x"), k[0].tag(1, b"x"), "per index");
+        assert_eq!(k[0].tag(4, b"x"), None);
     }
 
     #[test]
     fn in_order_and_reversed_reassemble() {
-        let m = msg(10_000);
-        let segs = segments(&m, 9, 1472);
-        assert_eq!(segs.len(), 7);
-        let mut r = Reassembler::new(4);
-        for (i, s) in segs.iter().enumerate() {
-            match r.push(addr(1), s).unwrap() {
-                Pushed::Complete(got) => {
-                    assert_eq!(i, 6);
-                    assert_eq!(got, &m[..]);
+        for enc in [false, true] {
+            let now = t0();
+            let key = enc.then(|| SegmentKey::new(&session(), Side::Outbound));
+            let m = msg(10_000);
+            let mut r = reassembler(enc, now);
+            let segs = segments(&m, FIRST, 1472, key.as_ref());
+            assert_eq!(segs.len(), 7);
+            for (i, s) in segs.iter().enumerate() {
+                match r.push(1, s, now).unwrap() {
+                    Pushed::Complete(got) => {
+                        assert_eq!(i, 6);
+                        assert_eq!(got, &m[..]);
+                    }
+                    Pushed::Pending => assert!(i < 6),
+                    Pushed::Duplicate => panic!("duplicate"),
                 }
-                Pushed::Pending => assert!(i < 6),
-                Pushed::Duplicate => panic!("duplicate"),
             }
-        }
-        for (i, s) in segs.iter().rev().enumerate() {
-            let p = r.push(addr(1), s).unwrap();
-            if i == 6 {
-                assert_eq!(p, Pushed::Complete(&mut m.clone()[..]));
-            }
+            // Repeats of a completed message are duplicates, not a new message.
+            assert_eq!(r.push(1, &segs[2], now), Ok(Pushed::Duplicate));
+            let segs = segments(&m, FIRST + 1, 1472, key.as_ref());
+            let got = push_all(&mut r, &segs.iter().rev().cloned().collect::<Vec<_>>(), now);
+            assert_eq!(got.as_deref(), Some(&m[..]));
+            assert_eq!(r.in_progress(), 0);
+            assert_eq!(r.stats.abandoned, 0);
         }
     }
 
     #[test]
-    fn duplicates_loss_and_interleaving() {
+    fn interleaved_messages_and_duplicates() {
+        let now = t0();
         let (a, b) = (msg(5_000), msg(3_000));
-        let sa = segments(&a, 1, 1000);
-        let sb = segments(&b, 2, 1000);
-        let mut r = Reassembler::new(4);
-        assert_eq!(r.push(addr(1), &sa[0]).unwrap(), Pushed::Pending);
-        assert_eq!(r.push(addr(1), &sa[0]).unwrap(), Pushed::Duplicate);
-        // Another sender's message in between does not disturb the first.
-        for s in &sb[..sb.len() - 1] {
-            r.push(addr(2), s).unwrap();
+        let sa = segments(&a, FIRST, 1000, None);
+        let sb = segments(&b, FIRST + 1, 1000, None);
+        let mut r = reassembler(false, now);
+        r.add_sender(2, 77, None, now);
+        assert_eq!(r.push(1, &sa[0], now).unwrap(), Pushed::Pending);
+        assert_eq!(r.push(1, &sa[0], now).unwrap(), Pushed::Duplicate);
+        // The next message of the same sender interleaved with the first.
+        for (x, y) in sa[1..sa.len() - 1].iter().zip(&sb[..sb.len() - 1]) {
+            assert_eq!(r.push(1, y, now).unwrap(), Pushed::Pending);
+            assert_eq!(r.push(1, x, now).unwrap(), Pushed::Pending);
         }
-        for s in &sa[1..sa.len() - 1] {
-            r.push(addr(1), s).unwrap();
-        }
+        // Another sender's message in between, from its own id sequence.
+        let sc = segments(&a, 77, 1000, None);
+        assert_eq!(push_all(&mut r, &sc[..2], now), None);
         assert!(
-            matches!(r.push(addr(1), sa.last().unwrap()), Ok(Pushed::Complete(m)) if m == &a[..])
+            matches!(r.push(1, sb.last().unwrap(), now), Ok(Pushed::Complete(m)) if m == &b[..])
         );
-        assert!(
-            matches!(r.push(addr(2), sb.last().unwrap()), Ok(Pushed::Complete(m)) if m == &b[..])
-        );
-        // A lost segment: the next message abandons the incomplete one.
-        let sc = segments(&a, 3, 1000);
-        r.push(addr(1), &sc[0]).unwrap();
-        let sd = segments(&b, 4, 1000);
-        for s in &sd[..sd.len() - 1] {
-            assert_eq!(r.push(addr(1), s).unwrap(), Pushed::Pending);
-        }
-        assert!(
-            matches!(r.push(addr(1), sd.last().unwrap()), Ok(Pushed::Complete(m)) if m == &b[..])
-        );
-        assert_eq!(r.stats.abandoned, 1);
+        let rest: Vec<_> = sa[sb.len() - 1..].to_vec();
+        assert_eq!(push_all(&mut r, &rest, now).as_deref(), Some(&a[..]));
+        assert_eq!(push_all(&mut r, &sc[2..], now).as_deref(), Some(&a[..]));
+        assert_eq!(r.stats.abandoned, 0);
     }
 
     #[test]
-    fn senders_are_bounded() {
+    fn a_lost_segment_costs_its_datagram_only_once_newer_ones_need_the_slot() {
+        let now = t0();
         let m = msg(3_000);
-        let s = segments(&m, 1, 1000);
-        let mut r = Reassembler::new(2);
-        for port in 1..=5 {
-            r.push(addr(port), &s[0]).unwrap();
+        let mut r = reassembler(false, now);
+        // Message FIRST loses its last segment.
+        let lost = segments(&m, FIRST, 1000, None);
+        push_all(&mut r, &lost[..2], now);
+        // SLOTS − 1 more messages in progress: nobody is evicted yet.
+        for k in 1..SLOTS as u64 {
+            push_all(&mut r, &segments(&m, FIRST + k, 1000, None)[..1], now);
         }
-        assert_eq!(r.senders(), 2);
-        assert_eq!(r.stats.abandoned, 3);
-        r.remove(addr(5));
-        r.remove(addr(1));
+        assert_eq!((r.in_progress(), r.stats.abandoned), (SLOTS, 0));
+        // A newer message takes the lowest id's slot.
+        let next = segments(&m, FIRST + SLOTS as u64, 1000, None);
+        assert_eq!(push_all(&mut r, &next, now).as_deref(), Some(&m[..]));
+        assert_eq!(r.stats.abandoned, 1);
+        // The lost segment arriving late belongs to a message given up: not a new one.
+        assert_eq!(r.push(1, &lost[2], now), Ok(Pushed::Duplicate));
+        assert_eq!(r.in_progress(), SLOTS - 1);
+        // Slots full again, with ids above a gap; an id from the gap is older than all of
+        // them: refused, nothing evicted.
+        let mut r = reassembler(false, now);
+        for k in 10..10 + SLOTS as u64 {
+            push_all(&mut r, &segments(&m, FIRST + k, 1000, None)[..1], now);
+        }
+        let older = segments(&m, FIRST + 6, 1000, None);
+        assert_eq!(
+            r.push(1, &older[0], now),
+            Err(SegmentError::Stale(FIRST + 6))
+        );
+        assert_eq!((r.in_progress(), r.stats.abandoned), (SLOTS, 0));
+    }
+
+    #[test]
+    fn timeouts_free_slots() {
+        let now = t0();
+        let m = msg(3_000);
+        let mut r = reassembler(false, now);
+        push_all(&mut r, &segments(&m, FIRST, 1000, None)[..1], now);
+        assert_eq!(r.poll_timeout(), Some(now + REASSEMBLY_TIMEOUT));
+        assert_eq!(r.expire(now + REASSEMBLY_TIMEOUT / 2), 0);
+        assert_eq!(r.in_progress(), 1);
+        assert_eq!(r.expire(now + REASSEMBLY_TIMEOUT), 1);
+        assert_eq!((r.in_progress(), r.stats.abandoned), (0, 1));
+        assert_eq!(r.poll_timeout(), None);
+        // A slot timed out but not yet expired is reused before a younger one is evicted.
+        let later = now + REASSEMBLY_TIMEOUT * 3;
+        for k in 1..=SLOTS as u64 {
+            let at = if k == 2 {
+                now + REASSEMBLY_TIMEOUT * 2
+            } else {
+                later
+            };
+            push_all(&mut r, &segments(&m, FIRST + k, 1000, None)[..1], at);
+        }
+        let at = now + REASSEMBLY_TIMEOUT * 3 + Duration::from_millis(1);
+        let newer = segments(&m, FIRST + 10, 1000, None);
+        assert_eq!(push_all(&mut r, &newer, at).as_deref(), Some(&m[..]));
+        // Message FIRST + 1 (the lowest id) is still in progress: the timed-out one went.
+        let one = segments(&m, FIRST + 1, 1000, None);
+        assert_eq!(push_all(&mut r, &one[1..], at).as_deref(), Some(&m[..]));
+        assert_eq!(r.stats.abandoned, 2);
+    }
+
+    #[test]
+    fn ids_outside_the_window_and_strangers_are_refused() {
+        let now = t0();
+        let m = msg(3_000);
+        let mut r = reassembler(false, now);
+        let far = segments(&m, FIRST.wrapping_add(WINDOW_AHEAD + 1), 1000, None);
+        assert!(matches!(
+            r.push(1, &far[0], now),
+            Err(SegmentError::OutOfWindow { .. })
+        ));
+        let edge = segments(&m, FIRST.wrapping_add(WINDOW_AHEAD - 1), 1000, None);
+        assert_eq!(push_all(&mut r, &edge, now).as_deref(), Some(&m[..]));
+        // Before the first id: done already (duplicates) or behind the window.
+        let before = segments(&m, FIRST.wrapping_sub(1), 1000, None);
+        assert!(r.push(1, &before[0], now).is_err());
+        assert_eq!(r.push(9, &far[0], now), Err(SegmentError::UnknownSender));
         assert_eq!(r.senders(), 1);
-        assert_eq!(r.stats.abandoned, 4);
+        assert_eq!(r.in_progress(), 0);
+    }
+
+    #[test]
+    fn tags_are_required_and_checked_on_encrypted_links() {
+        let now = t0();
+        let key = SegmentKey::new(&session(), Side::Outbound);
+        let m = msg(3_000);
+        let mut r = reassembler(true, now);
+        let real = segments(&m, FIRST, 1000, Some(&key));
+        // Untagged, tagged with the wrong direction's key, or a changed chunk: refused.
+        let clear = segments(&m, FIRST, 1000, None);
+        assert_eq!(r.push(1, &clear[0], now), Err(SegmentError::Untagged));
+        let other = SegmentKey::new(&session(), Side::Inbound);
+        let wrong = segments(&m, FIRST, 1000, Some(&other));
+        assert_eq!(r.push(1, &wrong[0], now), Err(SegmentError::BadTag));
+        let mut forged = real[1].clone();
+        *forged.last_mut().unwrap() ^= 1;
+        assert_eq!(r.push(1, &forged, now), Err(SegmentError::BadTag));
+        // A forged copy arriving before the real one does not take its place.
+        assert_eq!(r.push(1, &real[0], now), Ok(Pushed::Pending));
+        assert_eq!(r.push(1, &forged, now), Err(SegmentError::BadTag));
+        assert_eq!(push_all(&mut r, &real[1..], now).as_deref(), Some(&m[..]));
+        // Tagged segments on a clear link are refused.
+        let mut c = reassembler(false, now);
+        assert_eq!(c.push(1, &real[0], now), Err(SegmentError::UnexpectedTag));
+        assert_eq!(r.stats.abandoned, 0);
+    }
+
+    #[test]
+    fn memory_is_bounded_and_buffers_reused() {
+        let now = t0();
+        let m = msg(MAX_UDP_PAYLOAD);
+        let mut r = Reassembler::new();
+        for s in 0..3u8 {
+            r.add_sender(s, 1000, None, now);
+        }
+        for round in 0..20u64 {
+            for s in 0..3u8 {
+                for k in 0..SLOTS as u64 {
+                    let segs = segments(&m, 1000 + round * SLOTS as u64 + k, 1472, None);
+                    for seg in &segs[..segs.len() - 1] {
+                        let _ = r.push(s, seg, now);
+                    }
+                }
+            }
+        }
+        assert!(r.buffer_bytes() <= 3 * SLOTS * MAX_UDP_PAYLOAD);
+        let before = r.buffer_bytes();
+        assert_eq!(r.in_progress(), 3 * SLOTS);
+        r.remove(0);
+        assert!(r.buffer_bytes() < before);
+        assert_eq!(r.senders(), 2);
     }
 
     #[test]
     fn bad_segments_are_refused() {
+        let now = t0();
         let m = msg(3_000);
-        let s = segments(&m, 1, 1000);
+        let s = segments(&m, FIRST, 1000, None);
         assert_eq!(Segment::parse(&s[0][..10]), Err(SegmentError::Short(10)));
         let mut v = s[0].clone();
-        v[6] = 2;
-        assert_eq!(Segment::parse(&v), Err(SegmentError::Version(2)));
+        v[6] = 1;
+        assert_eq!(Segment::parse(&v), Err(SegmentError::Version(1)));
+        let mut v = s[0].clone();
+        v[9] = 2;
+        assert_eq!(Segment::parse(&v), Err(SegmentError::Flags(2)));
         let mut v = s[0].clone();
         v[8] = v[7];
         assert!(matches!(
@@ -479,15 +1145,31 @@ mod tests {
         v[10] = 0;
         v[11] = 0;
         assert_eq!(Segment::parse(&v), Err(SegmentError::ZeroChunk));
+        let mut v = s[0][..SEGMENT_HEADER_LEN + 4].to_vec();
+        v[9] = 1;
+        assert!(matches!(Segment::parse(&v), Err(SegmentError::Short(_))));
         // A segment that claims a different shape than its message's first one.
-        let mut r = Reassembler::new(2);
-        r.push(addr(1), &s[0]).unwrap();
-        let other = segments(&msg(3_000), 1, 1500);
-        assert_eq!(r.push(addr(1), &other[1]), Err(SegmentError::Inconsistent));
+        let mut r = reassembler(false, now);
+        r.push(1, &s[0], now).unwrap();
+        let other = segments(&msg(3_000), FIRST, 1500, None);
+        assert_eq!(r.push(1, &other[1], now), Err(SegmentError::Inconsistent));
         // Claims a message longer than a datagram.
-        let mut v = header(5, 128, 0, 1000).to_vec();
+        let mut v = header(5, 128, 0, 1000, b"", None).as_bytes().to_vec();
         v.extend_from_slice(&[0u8; 1000]);
         assert!(matches!(Segment::parse(&v), Err(SegmentError::TooLong(_))));
+        assert_eq!(SegmentError::BadTag.reason(), "segment_forged");
+        assert_eq!(SegmentError::Stale(1).reason(), "segment_stale");
+    }
+
+    /// Deterministic xorshift for the property tests.
+    fn rng(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed | 1;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
     }
 
     proptest! {
@@ -496,19 +1178,20 @@ mod tests {
             len in 1usize..=MAX_UDP_PAYLOAD,
             size in MIN_SEGMENT..9000usize,
             seed in any::<u64>(),
+            enc in any::<bool>(),
         ) {
+            let now = t0();
+            let key = enc.then(|| SegmentKey::new(&session(), Side::Outbound));
             let m = msg(len);
-            let mut segs = segments(&m, seed as u32, size);
-            // Deterministic shuffle.
-            let mut x = seed | 1;
+            let mut segs = segments(&m, FIRST, size, key.as_ref());
+            let mut next = rng(seed);
             for i in (1..segs.len()).rev() {
-                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-                segs.swap(i, (x % (i as u64 + 1)) as usize);
+                segs.swap(i, (next() % (i as u64 + 1)) as usize);
             }
-            let mut r = Reassembler::new(1);
+            let mut r = reassembler(enc, now);
             let n = segs.len();
             for (i, s) in segs.iter().enumerate() {
-                match r.push(addr(9), s).unwrap() {
+                match r.push(1, s, now).unwrap() {
                     Pushed::Complete(got) => { prop_assert_eq!(i, n - 1); prop_assert_eq!(&got[..], &m[..]); }
                     Pushed::Pending => prop_assert!(i < n - 1),
                     Pushed::Duplicate => prop_assert!(false, "duplicate"),
@@ -516,13 +1199,97 @@ mod tests {
             }
         }
 
+        /// A stream of datagrams, each of its segments followed by spoofed segments with
+        /// random ids and indices (a spoofer that does not know the ids) and by duplicates,
+        /// and neighbouring datagrams reordered: every real datagram comes out, once.
+        #[test]
+        fn blind_spoofing_costs_no_datagram(
+            seed in any::<u64>(),
+            enc in any::<bool>(),
+            msgs in 1usize..12,
+        ) {
+            let now = t0();
+            let key = enc.then(|| SegmentKey::new(&session(), Side::Outbound));
+            let mut next = rng(seed);
+            let mut r = reassembler(enc, now);
+            let mut wire = Vec::new();
+            let mut want = Vec::new();
+            for k in 0..msgs as u64 {
+                let m: Vec<u8> = (0..2000 + (next() % 30_000) as usize).map(|_| next() as u8).collect();
+                let segs = segments(&m, FIRST.wrapping_add(k), 1472, key.as_ref());
+                want.push(m);
+                for s in segs {
+                    // Spoofed: random id, index, count and payload, tagged as the link is.
+                    let count = 1 + (next() % 40) as u8;
+                    let id = next();
+                    let fake_key = SegmentKey::new(&SessionKey::from_bytes([7; 32]), Side::Outbound);
+                    let mut fk = MessageKeys::default();
+                    fake_key.message_keys(id, count, 1000, &mut fk);
+                    let index = (next() % u64::from(count)) as u8;
+                    let chunk = vec![next() as u8; if index + 1 == count { 10 } else { 1000 }];
+                    let mut f = header(id, count, index, 1000, &chunk, enc.then_some(&fk)).as_bytes().to_vec();
+                    f.extend_from_slice(&chunk);
+                    wire.push(f);
+                    if next().is_multiple_of(5) {
+                        wire.push(s.clone());
+                    }
+                    wire.push(s);
+                }
+            }
+            // Swap some neighbours (reordering).
+            for i in 1..wire.len() {
+                if next().is_multiple_of(7) {
+                    wire.swap(i - 1, i);
+                }
+            }
+            let mut got = Vec::new();
+            for w in &wire {
+                if let Ok(Pushed::Complete(m)) = r.push(1, w, now) {
+                    got.push(m.to_vec());
+                }
+            }
+            got.sort();
+            want.sort();
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(r.stats.abandoned, 0);
+            prop_assert_eq!(r.in_progress(), 0);
+        }
+
+        /// An on-path forger who knows the ids but not the key: forged copies of real
+        /// segments (same id, index and shape) sent first cost nothing on encrypted links.
+        #[test]
+        fn forged_segments_with_the_right_id_are_rejected(seed in any::<u64>()) {
+            let now = t0();
+            let key = SegmentKey::new(&session(), Side::Outbound);
+            let mut next = rng(seed);
+            let mut r = reassembler(true, now);
+            for k in 0..4u64 {
+                let m: Vec<u8> = (0..20_000).map(|_| next() as u8).collect();
+                let segs = segments(&m, FIRST.wrapping_add(k), 1472, Some(&key));
+                let mut done = None;
+                for s in &segs {
+                    let mut f = s.clone();
+                    let at = TAGGED_HEADER_LEN + (next() as usize % (f.len() - TAGGED_HEADER_LEN));
+                    f[at] ^= 1 + (next() % 255) as u8;
+                    prop_assert_eq!(r.push(1, &f, now), Err(SegmentError::BadTag));
+                    if let Ok(Pushed::Complete(got)) = r.push(1, s, now) {
+                        done = Some(got.to_vec());
+                    }
+                }
+                prop_assert_eq!(done.as_deref(), Some(&m[..]));
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
-            let mut r = Reassembler::new(2);
-            let mut d = data.clone();
-            if d.len() >= 6 { d[..6].fill(0); }
-            let _ = r.push(addr(1), &d);
-            let _ = r.push(addr(1), &data);
+            let now = t0();
+            for enc in [false, true] {
+                let mut r = reassembler(enc, now);
+                let mut d = data.clone();
+                if d.len() >= 7 { d[..6].fill(0); d[6] = SEGMENT_VERSION; }
+                let _ = r.push(1, &d, now);
+                let _ = r.push(1, &data, now);
+            }
         }
     }
 }
