@@ -261,6 +261,48 @@ impl Connection {
         Connection::build(config, side, Some(key_pair), now)
     }
 
+    /// Fuzzing only (compiled under `--cfg fuzzing`, which cargo-fuzz sets): the state a
+    /// finished handshake leaves, built from a session key computed once by the fuzz target,
+    /// so a target that fuzzes what comes after the handshake does not pay for X25519 on
+    /// every input. As after a real handshake, message #0 (the features) is already sealed
+    /// and opened in each direction when `session_key` is given.
+    #[cfg(fuzzing)]
+    #[doc(hidden)]
+    pub fn established_for_fuzzing(
+        mut config: Config,
+        side: Side,
+        remote: crate::features::RemotePeer,
+        session_key: Option<SessionKey>,
+        now: Instant,
+    ) -> Connection {
+        config.password = None;
+        let mut conn = Connection::build(config, side, None, now);
+        conn.tx.clear();
+        if let Some(key) = session_key {
+            let mut sealer = TcpSealer::new(&key, side);
+            let mut opener = TcpOpener::new(&key, side);
+            let mut ours = [0u8; TAG_LEN];
+            let mut theirs = [0u8; TAG_LEN];
+            let peer_ok = TcpSealer::new(&key, side.peer())
+                .seal_into(&[], &mut theirs)
+                .is_ok();
+            if sealer.seal_into(&[], &mut ours).is_ok() && peer_ok {
+                let _ = opener.open_in_place(&mut theirs);
+            }
+            conn.sealer = Some(sealer);
+            conn.opener = Some(opener);
+            conn.session_key = Some(key);
+            conn.encrypted = true;
+        }
+        conn.state = State::Established;
+        conn.version = Some(PROTOCOL_MAX_VERSION);
+        conn.reader.set_max_len(conn.config.max_message_len);
+        conn.deadline = Some(now + conn.config.read_timeout);
+        conn.next_heartbeat = Some(now + conn.config.heartbeat_interval);
+        conn.remote = Some(remote);
+        conn
+    }
+
     fn build(
         mut config: Config,
         side: Side,

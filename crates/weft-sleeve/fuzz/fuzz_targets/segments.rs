@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let session = SessionKey::from_bytes([9u8; 32]);
     let mut r = Reassembler::new();
     r.add_sender(0u8, FIRST, None, start);
-    r.add_sender(1u8, FIRST, Some(SegmentKey::new(&session, Side::Inbound)), start);
+    r.add_sender(1u8, FIRST, Some(SegmentKey::new(&session, Side::Outbound)), start);
     // First byte picks the piece size, each piece's first byte its sender and time step.
     let Some((&size, rest)) = data.split_first() else {
         return;
