@@ -1844,6 +1844,9 @@ fn persist_targets(path: &std::path::Path, targets: &[String]) {
 /// close from firing. What waits to be written is bounded: the task takes no more messages
 /// while [`OUT_BUDGET`] bytes are pending (the actor's bounded queue then fills and the actor
 /// closes the connection), and a write without progress for `write_timeout` fails it.
+/// How long a connection the protocol closed may take to write what it queued last.
+const FINAL_WRITE: Duration = Duration::from_secs(1);
+
 async fn conn_task<R, W>(
     id: ConnId,
     (mut rd, mut wr): (R, W),
@@ -1905,6 +1908,20 @@ async fn conn_task<R, W>(
             }
         }
         if conn.is_closed() {
+            // The protocol ended the connection (a failed handshake, say): what it queued
+            // last, such as our features, still goes out, so the peer can tell why (a peer
+            // that never reads them sees only EOF instead of "passwords differ").
+            while let Some(bytes) = conn.poll_transmit() {
+                out.extend_from_slice(&bytes);
+            }
+            if off < out.len()
+                && matches!(
+                    tokio::time::timeout(FINAL_WRITE, wr.write_all(&out[off..])).await,
+                    Ok(Ok(()))
+                )
+            {
+                off = out.len();
+            }
             break;
         }
         let wake = conn

@@ -195,11 +195,13 @@ fn handshake_flood_leaves_the_router_healthy() {
             stats.opened.load(Ordering::Relaxed),
             stats.failed.load(Ordering::Relaxed),
         );
+        // The flood reached the router: on a busy machine many of the client's connects
+        // time out while their SYNs wait in h1's backlog, and h1 still accepts and refuses
+        // them, so count at the router rather than at the client.
         assert!(
-            stats.opened.load(Ordering::Relaxed) >= 1000,
-            "the flood ran"
+            refused >= 1000,
+            "the flood ran: h1 refused {refused} connections at accept\n{m}"
         );
-        assert!(refused >= 500, "{m}");
         assert!(max_fds < 200, "h1 held {max_fds} descriptors");
     });
     // Stalled handshakes end within the deadline: nothing left handshaking.
