@@ -2,11 +2,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{lab, on_host, router_pid, weft};
+use common::{
+    counter, in_container, lab, metrics, on_host, ping_ok, ready, router_pid, wait_ping, weft,
+    SINK, SOURCE,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use weft_lab::{wait_until, LabGuard, Topology};
@@ -41,14 +44,6 @@ fn mesh_with_containers(lab: &LabGuard, extra: &[&str]) {
     }
 }
 
-fn in_container(lab: &LabGuard, i: usize, argv: &[&str]) -> common::Run {
-    lab.container_command(i, &format!("c{i}"), argv)
-        .unwrap()
-        .output()
-        .unwrap()
-        .into()
-}
-
 fn spawn_in_container(lab: &LabGuard, i: usize, argv: &[&str]) -> Child {
     lab.container_command(i, &format!("c{i}"), argv)
         .unwrap()
@@ -57,55 +52,6 @@ fn spawn_in_container(lab: &LabGuard, i: usize, argv: &[&str]) -> Child {
         .spawn()
         .unwrap()
 }
-
-/// Wait for a line "ready" from a spawned helper.
-fn ready(child: &mut Child) -> BufReader<std::process::ChildStdout> {
-    let mut r = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-    r
-}
-
-fn ping_ok(lab: &LabGuard, from: usize, to: &str) -> bool {
-    in_container(lab, from, &["ping", "-c", "1", "-W", "1", to]).code == 0
-}
-
-fn wait_ping(lab: &LabGuard, from: usize, to: &str) {
-    wait_until(
-        &format!("c{from} to reach {to}"),
-        Duration::from_secs(20),
-        || {
-            if ping_ok(lab, from, to) {
-                Ok(())
-            } else {
-                Err("no reply".into())
-            }
-        },
-    )
-    .unwrap();
-}
-
-const SINK: &str = r#"
-import hashlib, socket, sys
-s = socket.socket(); s.bind((sys.argv[1], 5000)); s.listen(1)
-print("ready", flush=True)
-c, _ = s.accept(); h = hashlib.sha256(); n = 0
-while True:
-    b = c.recv(1 << 20)
-    if not b: break
-    h.update(b); n += len(b)
-print(n, h.hexdigest(), flush=True)
-"#;
-
-const SOURCE: &str = r#"
-import hashlib, random, socket, sys
-r = random.Random(7); h = hashlib.sha256(); s = socket.create_connection((sys.argv[1], 5000), timeout=30)
-left = 100 * 1024 * 1024
-while left:
-    b = r.randbytes(min(left, 1 << 20)); h.update(b); s.sendall(b); left -= len(b)
-s.close(); print(100 * 1024 * 1024, h.hexdigest())
-"#;
 
 #[test]
 fn two_hosts_ping_and_a_100mb_transfer() {
@@ -125,7 +71,15 @@ fn two_hosts_ping_and_a_100mb_transfer() {
     let sent = in_container(
         &lab,
         1,
-        &["timeout", "120", "python3", "-c", SOURCE, "10.32.0.2"],
+        &[
+            "timeout",
+            "120",
+            "python3",
+            "-c",
+            SOURCE,
+            "10.32.0.2",
+            "100",
+        ],
     );
     let secs = t0.elapsed().as_secs_f64();
     let mut got = String::new();
@@ -189,19 +143,6 @@ fn ping_sized(lab: &LabGuard, from: usize, to: &str, pmtu: &str, size: u32) -> c
         from,
         &["ping", "-c", "2", "-W", "2", "-M", pmtu, "-s", &size, to],
     )
-}
-
-fn metrics(lab: &LabGuard, i: usize) -> String {
-    on_host(lab, i, &["python3", "-c", "import urllib.request as u; print(u.urlopen('http://127.0.0.1:6784/metrics').read().decode())"]).ok()
-}
-
-/// The value of the metric line starting with `series` (0 when absent).
-fn counter(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// h2 speaks only Weave's protocol (as a Weave 2.8.1 router would): the link is limited by

@@ -11,30 +11,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{lab, on_host, router_pid, weft};
+use common::{counter, lab, metrics, on_host, router_pid, weft};
 use weft_kernel::Netns;
 use weft_lab::{wait_until, LabGuard, Topology};
 
 const H1: &str = "198.18.0.1:6783";
-
-fn metrics(lab: &LabGuard, i: usize) -> String {
-    on_host(
-        lab,
-        i,
-        &[
-            "python3",
-            "-c",
-            "import urllib.request as u; print(u.urlopen('http://127.0.0.1:6784/metrics', timeout=5).read().decode())",
-        ],
-    )
-    .ok()
-}
-
-fn counter(m: &str, series: &str) -> u64 {
-    m.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
-}
 
 fn open_fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())

@@ -7,11 +7,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, Read};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{lab, on_host, weft, WEFT};
+use common::{
+    counter, in_container, lab, metrics, ping_ok, ready, wait_ping, weft, SINK, SOURCE, WEFT,
+};
 use weft_lab::{wait_until, LabGuard, Topology};
 
 /// Containers c<i> on both hosts, routers with GRO off (h2 given h1), c<i> attached with
@@ -51,61 +53,12 @@ fn wait_established(lab: &LabGuard) {
     .unwrap();
 }
 
-fn in_container(lab: &LabGuard, i: usize, argv: &[&str]) -> common::Run {
-    lab.container_command(i, &format!("c{i}"), argv)
-        .unwrap()
-        .output()
-        .unwrap()
-        .into()
-}
-
 fn spawn(mut cmd: std::process::Command) -> Child {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-/// Wait for a line "ready" from a spawned helper.
-fn ready(child: &mut Child) -> BufReader<std::process::ChildStdout> {
-    let mut r = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-    r
-}
-
-fn ping_ok(lab: &LabGuard, from: usize, to: &str) -> bool {
-    in_container(lab, from, &["ping", "-c", "1", "-W", "1", to]).code == 0
-}
-
-fn wait_ping(lab: &LabGuard, from: usize, to: &str) {
-    wait_until(
-        &format!("c{from} to reach {to}"),
-        Duration::from_secs(20),
-        || {
-            if ping_ok(lab, from, to) {
-                Ok(())
-            } else {
-                Err("no reply".into())
-            }
-        },
-    )
-    .unwrap();
-}
-
-fn metrics(lab: &LabGuard, i: usize) -> String {
-    on_host(lab, i, &["python3", "-c", "import urllib.request as u; print(u.urlopen('http://127.0.0.1:6784/metrics').read().decode())"]).ok()
-}
-
-/// The value of the metric line starting with `series` (0 when absent).
-fn counter(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn drops(metrics: &str, reason: &str) -> u64 {
@@ -123,28 +76,6 @@ const SEGMENT_DROPS: [&str; 5] = [
     "segment_duplicate",
     "segment_stale",
 ];
-
-const SINK: &str = r#"
-import hashlib, socket, sys
-s = socket.socket(); s.bind((sys.argv[1], 5000)); s.listen(1)
-print("ready", flush=True)
-c, _ = s.accept(); h = hashlib.sha256(); n = 0
-while True:
-    b = c.recv(1 << 20)
-    if not b: break
-    h.update(b); n += len(b)
-print(n, h.hexdigest(), flush=True)
-"#;
-
-/// argv[1]: destination, argv[2]: MiB to send.
-const SOURCE: &str = r#"
-import hashlib, random, socket, sys
-r = random.Random(7); h = hashlib.sha256(); s = socket.create_connection((sys.argv[1], 5000), timeout=30)
-total = int(sys.argv[2]) * 1024 * 1024; left = total
-while left:
-    b = r.randbytes(min(left, 1 << 20)); h.update(b); s.sendall(b); left -= len(b)
-s.close(); print(total, h.hexdigest())
-"#;
 
 /// Spoofs weft segments "from" argv[1]:6783 to argv[2]:6783 with a raw UDP socket (so the
 /// source port is the peer router's), `argv[3]` per second until a line comes on stdin, for

@@ -7,7 +7,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{lab, router_pid, weft};
+use common::{lab, ping_ok, router_pid, wait_ping, weft};
 use weft_lab::{wait_until, LabGuard, Topology};
 
 /// The 167-character template of the issue: a 1 MB string re-bound inside five nested
@@ -47,32 +47,6 @@ for _ in range(ROUNDS):
 "#;
 
 const ROUNDS: usize = 3;
-
-fn ping_ok(lab: &LabGuard, host: usize, to: &str) -> bool {
-    lab.container_command(
-        host,
-        &format!("c{host}"),
-        &["ping", "-c", "1", "-W", "1", to],
-    )
-    .unwrap()
-    .output()
-    .is_ok_and(|o| o.status.success())
-}
-
-fn wait_ping(lab: &LabGuard, host: usize, to: &str) {
-    wait_until(
-        &format!("c{host} to reach {to}"),
-        Duration::from_secs(20),
-        || {
-            if ping_ok(lab, host, to) {
-                Ok(())
-            } else {
-                Err("no reply".into())
-            }
-        },
-    )
-    .unwrap();
-}
 
 /// What identifies host `i`'s connections: terminations so far and each connection's
 /// address (a reconnect from h2 would come from a new port) and state.

@@ -10,7 +10,7 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{lab, router_pid, weft, Run};
+use common::{lab, router_pid, wait_ping, weft, Run};
 use weft_lab::{wait_until, LabGuard, Topology};
 
 /// Iterations of each phase (without, then with attached containers and traffic).
@@ -59,19 +59,6 @@ fn relaunch_loop(lab: &LabGuard, name: &str, phase: &str) -> Duration {
     slowest
 }
 
-fn ping_once(lab: &LabGuard, host: usize, c: &str, to: &str) -> Result<(), String> {
-    let out = lab
-        .container_command(host, c, &["ping", "-c", "1", "-W", "1", to])
-        .map_err(|e| e.to_string())?
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-}
-
 fn established_with_h2(lab: &LabGuard) -> Result<(), String> {
     let out = weft(lab, 1, &["status", "connections"]).stdout;
     if out
@@ -117,10 +104,7 @@ fn kill_9_then_launch_at_once_never_reports_already_running() {
     let c2 = format!("netns:{}", lab.spec.container_ns(2, "c2").unwrap());
     weft(&lab, 1, &["attach", "10.32.0.1/12", &c1]).ok();
     weft(&lab, 2, &["attach", "10.32.0.2/12", &c2]).ok();
-    wait_until("c1 reaches c2", Duration::from_secs(20), || {
-        ping_once(&lab, 1, "c1", "10.32.0.2")
-    })
-    .unwrap();
+    wait_ping(&lab, 1, "10.32.0.2");
     // Bounded: at most 600 s of pings at 50 per second, killed when the test ends.
     let traffic = Traffic(
         lab.container_command(
@@ -165,8 +149,5 @@ fn kill_9_then_launch_at_once_never_reports_already_running() {
         || established_with_h2(&lab),
     )
     .unwrap();
-    wait_until("c1 reaches c2 again", Duration::from_secs(30), || {
-        ping_once(&lab, 1, "c1", "10.32.0.2")
-    })
-    .unwrap();
+    wait_ping(&lab, 1, "10.32.0.2");
 }

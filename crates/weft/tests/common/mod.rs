@@ -2,10 +2,12 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Output;
+use std::process::{Child, ChildStdout, Output};
+use std::time::Duration;
 
-use weft_lab::{LabGuard, LabSpec, Topology, DEFAULT_STATE_ROOT};
+use weft_lab::{wait_until, LabGuard, LabSpec, Topology, DEFAULT_STATE_ROOT};
 
 pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 
@@ -77,3 +79,88 @@ pub fn router_pid(lab: &LabGuard, i: usize) -> Option<i32> {
         .parse()
         .ok()
 }
+
+/// Run `argv` in container `c<i>` of host `i` (the tests' naming).
+pub fn in_container(lab: &LabGuard, i: usize, argv: &[&str]) -> Run {
+    lab.container_command(i, &format!("c{i}"), argv)
+        .expect("container name")
+        .output()
+        .expect("run ip netns exec")
+        .into()
+}
+
+/// Does one ping from container `c<i>` reach `to`?
+pub fn ping_ok(lab: &LabGuard, i: usize, to: &str) -> bool {
+    in_container(lab, i, &["ping", "-c", "1", "-W", "1", to]).code == 0
+}
+
+/// Wait (20 s at most) until container `c<i>` reaches `to`.
+pub fn wait_ping(lab: &LabGuard, i: usize, to: &str) {
+    wait_until(
+        &format!("c{i} to reach {to}"),
+        Duration::from_secs(20),
+        || {
+            if ping_ok(lab, i, to) {
+                Ok(())
+            } else {
+                Err("no reply".into())
+            }
+        },
+    )
+    .unwrap();
+}
+
+/// Host `i`'s `/metrics`, fetched inside its namespace.
+pub fn metrics(lab: &LabGuard, i: usize) -> String {
+    on_host(
+        lab,
+        i,
+        &[
+            "python3",
+            "-c",
+            "import urllib.request as u; print(u.urlopen('http://127.0.0.1:6784/metrics', timeout=5).read().decode())",
+        ],
+    )
+    .ok()
+}
+
+/// The value of the metric line starting with `series` (0 when absent).
+pub fn counter(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Wait for a line "ready" from a spawned helper; the rest of its output follows.
+pub fn ready(child: &mut Child) -> BufReader<ChildStdout> {
+    let mut r = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    r.read_line(&mut line).expect("read the helper's output");
+    assert_eq!(line.trim(), "ready");
+    r
+}
+
+/// TCP sink on port 5000 of argv[1]: prints "ready", then the bytes and sha256 it received.
+pub const SINK: &str = r#"
+import hashlib, socket, sys
+s = socket.socket(); s.bind((sys.argv[1], 5000)); s.listen(1)
+print("ready", flush=True)
+c, _ = s.accept(); h = hashlib.sha256(); n = 0
+while True:
+    b = c.recv(1 << 20)
+    if not b: break
+    h.update(b); n += len(b)
+print(n, h.hexdigest(), flush=True)
+"#;
+
+/// TCP source to port 5000 of argv[1]: argv[2] MiB of seeded random bytes; prints the
+/// bytes and sha256 it sent.
+pub const SOURCE: &str = r#"
+import hashlib, random, socket, sys
+r = random.Random(7); h = hashlib.sha256(); s = socket.create_connection((sys.argv[1], 5000), timeout=30)
+total = int(sys.argv[2]) * 1024 * 1024; left = total
+while left:
+    b = r.randbytes(min(left, 1 << 20)); h.update(b); s.sendall(b); left -= len(b)
+s.close(); print(total, h.hexdigest())
+"#;
