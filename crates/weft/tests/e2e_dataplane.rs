@@ -7,8 +7,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    counter, in_container, lab, metrics, on_host, ping_ok, ready, router_pid, wait_ping, weft,
-    SINK, SOURCE,
+    counter, in_container, lab, metrics, on_host, ping_ok, ready, router_pid, send_mib, wait_ping,
+    weft, SINK,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -68,19 +68,7 @@ fn two_hosts_ping_and_a_100mb_transfer() {
     let mut sink = spawn_in_container(&lab, 2, &["python3", "-c", SINK, "10.32.0.2"]);
     let mut out = ready(&mut sink);
     let t0 = Instant::now();
-    let sent = in_container(
-        &lab,
-        1,
-        &[
-            "timeout",
-            "120",
-            "python3",
-            "-c",
-            SOURCE,
-            "10.32.0.2",
-            "100",
-        ],
-    );
+    let sent = send_mib(&lab, 1, "10.32.0.2", 100);
     let secs = t0.elapsed().as_secs_f64();
     let mut got = String::new();
     out.read_line(&mut got).unwrap();

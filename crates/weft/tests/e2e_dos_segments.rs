@@ -11,9 +11,7 @@ use std::io::{BufRead, Read};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{
-    counter, in_container, lab, metrics, ping_ok, ready, wait_ping, weft, SINK, SOURCE, WEFT,
-};
+use common::{counter, lab, metrics, ping_ok, ready, send_mib, wait_ping, weft, SINK, WEFT};
 use weft_lab::{wait_until, LabGuard, Topology};
 
 /// Containers c<i> on both hosts, routers with GRO off (h2 given h1), c<i> attached with
@@ -146,19 +144,7 @@ fn spoofed_segments_do_not_cost_datagrams_without_gro() {
         ));
         let mut spoofer_out = ready(&mut spoofer);
         let t0 = Instant::now();
-        let sent = in_container(
-            &lab,
-            2,
-            &[
-                "timeout",
-                "120",
-                "python3",
-                "-c",
-                SOURCE,
-                "10.32.0.1",
-                &mib.to_string(),
-            ],
-        );
+        let sent = send_mib(&lab, 2, "10.32.0.1", mib);
         let secs = t0.elapsed().as_secs_f64();
         if let Some(mut stop) = spoofer.stdin.take() {
             use std::io::Write;

@@ -56,6 +56,17 @@ struct Handshaken {
     key: Option<[u8; 32]>,
 }
 
+/// `a` as the real handshake left it, without the handshake.
+fn shortcut(h: &Handshaken, now: Instant) -> Connection {
+    Connection::established_for_fuzzing(
+        h.config.clone(),
+        Side::Outbound,
+        h.remote.clone(),
+        h.key.map(SessionKey::from_bytes),
+        now,
+    )
+}
+
 fn handshaken(encrypted: bool) -> &'static Handshaken {
     static PLAIN: OnceLock<Handshaken> = OnceLock::new();
     static SEALED: OnceLock<Handshaken> = OnceLock::new();
@@ -81,13 +92,7 @@ fn handshaken(encrypted: bool) -> &'static Handshaken {
         };
         // The shortcut must leave `a` where the real handshake did: b's next message opens.
         let mut b = b;
-        let mut a = Connection::established_for_fuzzing(
-            h.config.clone(),
-            Side::Outbound,
-            h.remote.clone(),
-            h.key.map(SessionKey::from_bytes),
-            now,
-        );
+        let mut a = shortcut(&h, now);
         let _ = b.send(Tag::Heartbeat.as_u8(), &[]);
         while let Some(x) = b.poll_transmit() {
             if let Err(e) = a.handle_input(&x, now) {
@@ -105,13 +110,7 @@ fuzz_target!(|data: &[u8]| {
     let now = Instant::now();
     let encrypted = mode & 1 == 1;
     let h = handshaken(encrypted);
-    let mut a = Connection::established_for_fuzzing(
-        h.config.clone(),
-        Side::Outbound,
-        h.remote.clone(),
-        h.key.map(SessionKey::from_bytes),
-        now,
-    );
+    let mut a = shortcut(h, now);
     assert!(a.is_established());
     if let Some(key) = h.key.map(SessionKey::from_bytes) {
         let mut sealer = TcpSealer::new(&key, Side::Inbound);

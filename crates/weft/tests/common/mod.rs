@@ -154,6 +154,17 @@ while True:
 print(n, h.hexdigest(), flush=True)
 "#;
 
+/// Send `mib` MiB with [`SOURCE`] from container `c<from>` to `to` (a [`SINK`] there),
+/// bounded to 120 s; prints what was sent as SOURCE does.
+pub fn send_mib(lab: &LabGuard, from: usize, to: &str, mib: u64) -> Run {
+    let mib = mib.to_string();
+    in_container(
+        lab,
+        from,
+        &["timeout", "120", "python3", "-c", SOURCE, to, &mib],
+    )
+}
+
 /// TCP source to port 5000 of argv[1]: argv[2] MiB of seeded random bytes; prints the
 /// bytes and sha256 it sent.
 pub const SOURCE: &str = r#"
