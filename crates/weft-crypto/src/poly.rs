@@ -83,10 +83,17 @@ impl Engine {
         match self {
             #[cfg(target_arch = "x86_64")]
             Engine::Ifma(t) => limbs_poly1305(key, msg, Some(t)),
+            Engine::Crate if msg.len() < CRATE_MIN_LEN => limbs_poly1305(key, msg, None),
             Engine::Crate => crate_poly1305(key, msg),
         }
     }
 }
+
+/// Shortest message the `poly1305` crate gets on CPUs without IFMA: below it our scalar limb
+/// code is faster, since the crate's AVX2 path pays a fixed cost per message (setting up its
+/// powers of r and its final reduction) that dominates for the path-MTU-sized pieces weft's
+/// segment tags cover (see `weft-sleeve`'s `segment_mac` example).
+pub(crate) const CRATE_MIN_LEN: usize = 4096;
 
 /// The fallback: the `poly1305` crate, whole blocks through its multi-block
 /// path, then the unpadded tail.

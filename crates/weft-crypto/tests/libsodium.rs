@@ -285,6 +285,12 @@ fn lengths(rng: &mut Rng, max_small: usize, random: usize) -> Vec<usize> {
     let mut lens: Vec<usize> = (0..=max_small).collect();
     lens.extend((0..random).map(|_| rng.below(70_001)));
     lens.extend([
+        // Around the switch from weft's scalar Poly1305 to the poly1305 crate on CPUs
+        // without IFMA (4096 bytes), and a path-MTU segment's chunk.
+        1436,
+        4095,
+        4096,
+        4097,
         65_535 - 32,
         65_535,
         65_536,
