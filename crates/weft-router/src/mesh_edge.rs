@@ -1837,6 +1837,9 @@ fn persist_targets(path: &std::path::Path, targets: &[String]) {
     }
 }
 
+/// How long a connection the protocol closed may take to write what it queued last.
+const FINAL_WRITE: Duration = Duration::from_secs(1);
+
 /// One TCP connection: bytes in and out of its `weft-wire` state machine.
 ///
 /// Reads, writes, the actor's commands and the connection's timers are branches of one
@@ -1844,9 +1847,6 @@ fn persist_targets(path: &std::path::Path, targets: &[String]) {
 /// close from firing. What waits to be written is bounded: the task takes no more messages
 /// while [`OUT_BUDGET`] bytes are pending (the actor's bounded queue then fills and the actor
 /// closes the connection), and a write without progress for `write_timeout` fails it.
-/// How long a connection the protocol closed may take to write what it queued last.
-const FINAL_WRITE: Duration = Duration::from_secs(1);
-
 async fn conn_task<R, W>(
     id: ConnId,
     (mut rd, mut wr): (R, W),
