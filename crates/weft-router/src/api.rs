@@ -28,29 +28,40 @@ pub const RENDER_TIME: Duration = Duration::from_secs(2);
 /// What the API handlers use.
 pub struct ApiState {
     pub mesh: MeshHandle,
+    /// The IPAM service, when IPAM is on (`--ipalloc-range` not empty).
+    pub ipam: Option<crate::ipam::IpamHandle>,
     /// Permits for report template renders (see [`MAX_RENDERS`]).
     renders: Arc<Semaphore>,
 }
 
 impl ApiState {
-    pub fn new(mesh: MeshHandle) -> ApiState {
+    pub fn new(mesh: MeshHandle, ipam: Option<crate::ipam::IpamHandle>) -> ApiState {
         ApiState {
             mesh,
+            ipam,
             renders: Arc::new(Semaphore::new(MAX_RENDERS)),
         }
     }
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
+    let app = Router::new()
         .route("/status", get(status_main))
         .route("/status/{view}", get(status_view))
         .route("/report", get(report))
         .route("/connect", post(connect))
         .route("/forget", post(forget))
         .route("/metrics", get(metrics))
-        .fallback(not_found)
-        .with_state(state)
+        .route("/peer", axum::routing::delete(crate::ipam::http::leave))
+        .route("/peer/{peer}", axum::routing::delete(crate::ipam::http::rmpeer))
+        .fallback(not_found);
+    // IPAM's routes exist only when IPAM is on: scripts read 404 as "disabled".
+    let app = if state.ipam.is_some() {
+        app.merge(crate::ipam::http::routes())
+    } else {
+        app
+    };
+    app.with_state(state)
 }
 
 /// A consistent snapshot of everything the status views show.
@@ -76,6 +87,9 @@ async fn snapshot_with_data(
     st.encryption = snap.encryption;
     st.trusted_subnets = snap.trusted_subnets;
     st.now = snap.taken;
+    if let Some(ipam) = &s.ipam {
+        st.ipam = Some(ipam.status().await.map_err(|_| unavailable())?);
+    }
     Ok((st, snap.data, snap.conns))
 }
 
@@ -91,7 +105,9 @@ async fn status_view(State(s): State<Arc<ApiState>>, Path(view): Path<String>) -
         "targets" => status::status_targets,
         "connections" => status::status_connections,
         "peers" => status::status_peers,
-        // ipam and dns are not there yet: 404, as Weave answers for a disabled feature.
+        // A disabled feature's view is 404, as Weave answers.
+        "ipam" if s.ipam.is_some() => status::status_ipam,
+        // dns is not there yet.
         _ => return not_found().await,
     };
     match snapshot(&s).await {
@@ -180,7 +196,7 @@ async fn render_report(
 }
 
 /// Form values from the query string and a urlencoded body, as Go's `FormValue` reads them.
-fn form(query: Option<&str>, body: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn form(query: Option<&str>, body: &[u8]) -> Vec<(String, String)> {
     let mut pairs: Vec<(String, String)> = query
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
@@ -188,7 +204,7 @@ fn form(query: Option<&str>, body: &[u8]) -> Vec<(String, String)> {
     pairs
 }
 
-fn values(pairs: &[(String, String)], key: &str) -> Vec<String> {
+pub(crate) fn values(pairs: &[(String, String)], key: &str) -> Vec<String> {
     pairs
         .iter()
         .filter(|(k, _)| k == key)
@@ -383,7 +399,7 @@ async fn not_found() -> Response {
     text(StatusCode::NOT_FOUND, "404 page not found\n".into())
 }
 
-fn text(code: StatusCode, body: String) -> Response {
+pub(crate) fn text(code: StatusCode, body: String) -> Response {
     (
         code,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

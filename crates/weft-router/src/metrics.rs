@@ -68,15 +68,22 @@ pub fn render_metrics(s: &RouterStatus) -> String {
         .iter()
         .map(|c| (c.state.as_str(), connection_type(c)))
         .collect();
-    if kinds.is_empty() {
-        return out;
+    if !kinds.is_empty() {
+        connection_series(&mut out, conns, &kinds);
     }
+    if let Some(ipam) = &s.ipam {
+        ipam_series(&mut out, ipam);
+    }
+    out
+}
+
+fn connection_series(out: &mut String, conns: &[ConnectionStatus], kinds: &BTreeSet<(&str, &str)>) {
     out.push_str(
         "# HELP weave_connections Number of peer-to-peer connections.\n\
          # TYPE weave_connections gauge\n",
     );
     for (encryption, encrypted) in [("", false), ("yes", true)] {
-        for &(state, kind) in &kinds {
+        for &(state, kind) in kinds {
             let n = conns
                 .iter()
                 .filter(|c| {
@@ -91,7 +98,78 @@ pub fn render_metrics(s: &RouterStatus) -> String {
             );
         }
     }
-    out
+}
+
+/// Go's `strconv.FormatFloat(v, 'g', -1, 64)`, as Prometheus' Go client prints values:
+/// shortest digits, exponent form from 1e6 up (e.g. `1.048576e+06`).
+pub fn go_float(v: f64) -> String {
+    if v != 0.0 && (v.abs() >= 1e6 || v.abs() < 1e-4) {
+        let s = format!("{v:e}");
+        match s.split_once('e') {
+            Some((mantissa, exp)) => {
+                let (sign, digits) = match exp.strip_prefix('-') {
+                    Some(d) => ('-', d),
+                    None => ('+', exp),
+                };
+                format!("{mantissa}e{sign}{digits:0>2}")
+            }
+            None => s,
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Weave's IPAM gauges, in the registry's (alphabetical) order.
+fn ipam_series(out: &mut String, i: &weft_ipam::allocator::IpamStatus) {
+    let unreachable: Vec<_> = i.peers.iter().filter(|p| !p.reachable).collect();
+    let unreachable_ips: u64 = unreachable.iter().map(|p| p.ips).sum();
+    let percentage = if i.range_num_ips == 0 {
+        0.0
+    } else {
+        unreachable_ips as f64 * 100.0 / i.range_num_ips as f64
+    };
+    let series: [(&str, &str, &str, String); 6] = [
+        (
+            "weave_ipam_pending_allocates",
+            "Number of pending allocates.",
+            "",
+            i.pending_allocates.len().to_string(),
+        ),
+        (
+            "weave_ipam_pending_claims",
+            "Number of pending claims.",
+            "",
+            i.pending_claims.len().to_string(),
+        ),
+        (
+            "weave_ipam_unreachable_count",
+            "Number of unreachable peers.",
+            "",
+            unreachable.len().to_string(),
+        ),
+        (
+            "weave_ipam_unreachable_percentage",
+            "Percentage of IP addresses owned  by unreachable peers.",
+            "",
+            go_float(percentage),
+        ),
+        (
+            "weave_ips",
+            "Number of IP addresses.",
+            "{state=\"local-used\"}",
+            go_float(i.active_ips as f64),
+        ),
+        (
+            "weave_max_ips",
+            "Size of IP address space used by allocator.",
+            "",
+            go_float(i.range_num_ips as f64),
+        ),
+    ];
+    for (name, help, labels, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{labels} {value}");
+    }
 }
 
 #[cfg(test)]

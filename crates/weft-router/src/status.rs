@@ -42,6 +42,8 @@ pub struct RouterStatus {
     /// A monotonic instant and the wall-clock time it corresponds to, used to show the
     /// `retry_at` of failed targets as wall-clock text. Take both at snapshot time.
     pub now: (Instant, SystemTime),
+    /// The IPAM service's snapshot, when IPAM is on.
+    pub ipam: Option<weft_ipam::allocator::IpamStatus>,
 }
 
 impl RouterStatus {
@@ -58,6 +60,7 @@ impl RouterStatus {
             protocol_max: 2,
             overlays: vec!["sleeve".to_owned()],
             now: (Instant::now(), SystemTime::now()),
+            ipam: None,
         }
     }
 
@@ -232,8 +235,48 @@ pub fn status_text(s: &RouterStatus) -> String {
         s.trusted_subnets.join(", ")
     };
     label_line(&mut out, "TrustedSubnets", &trusted);
+    if let Some(ipam) = &s.ipam {
+        out.push('\n');
+        label_line(&mut out, "Service", "ipam");
+        label_line(&mut out, "Status", &ipam.state);
+        if let Some(waiting) = &ipam.waiting_line {
+            label_line(&mut out, "Consensus", waiting);
+        }
+        label_line(&mut out, "Range", &ipam.range.to_string());
+        label_line(&mut out, "DefaultSubnet", &ipam.default_subnet.to_string());
+    }
     out
 }
+
+/// `weft status ipam`: one line per peer owning space, ours first (Weave's layout: name and
+/// nickname padded to 37, the count right-aligned in 8, the share with one decimal, and
+/// `(N active)` for us or `- unreachable!`). Empty while there is no ring.
+pub fn status_ipam(s: &RouterStatus) -> String {
+    let mut out = String::new();
+    let Some(ipam) = &s.ipam else {
+        return out;
+    };
+    if ipam.entries.is_empty() {
+        return out;
+    }
+    let total = ipam.range_num_ips.max(1) as f64;
+    for p in &ipam.peers {
+        let who = format!("{}({})", p.name, p.nickname);
+        let info = match p.active {
+            Some(n) => format!("({n} active)"),
+            None if !p.reachable => "- unreachable!".to_owned(),
+            None => String::new(),
+        };
+        let share = p.ips as f64 * 100.0 / total;
+        let _ = writeln!(
+            out,
+            "{who:<37} {:>8} IPs ({share:04.1}% of total) {info}",
+            p.ips
+        );
+    }
+    out
+}
+
 
 fn direction(outbound: bool) -> &'static str {
     if outbound {
@@ -322,7 +365,105 @@ pub struct WeaveReport {
     pub version_check: VersionCheckReport,
     /// `Router`.
     pub router: RouterSection,
+    /// `IPAM`, when IPAM is on.
+    #[serde(rename = "IPAM", skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<IpamReport>,
 }
+
+/// `IPAM` of `/report`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamReport {
+    pub paxos: Option<PaxosReport>,
+    pub range: String,
+    #[serde(rename = "RangeNumIPs")]
+    pub range_num_ips: u64,
+    #[serde(rename = "ActiveIPs")]
+    pub active_ips: u64,
+    pub default_subnet: String,
+    pub entries: Option<Vec<IpamEntryReport>>,
+    pub pending_claims: Option<Vec<PendingClaimReport>>,
+    pub pending_allocates: Option<Vec<String>>,
+}
+
+/// `IPAM.Paxos` while the ring is being agreed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct PaxosReport {
+    pub elector: bool,
+    pub known_nodes: usize,
+    pub quorum: u32,
+}
+
+/// One ring entry of `IPAM.Entries`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamEntryReport {
+    pub token: String,
+    pub size: u64,
+    pub peer: String,
+    pub nickname: String,
+    pub is_known_peer: bool,
+    pub version: u32,
+}
+
+/// One of `IPAM.PendingClaims`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PendingClaimReport {
+    #[serde(rename = "Ident")]
+    pub ident: String,
+    #[serde(rename = "CIDR")]
+    pub cidr: CidrReport,
+}
+
+/// Go's `address.CIDR`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct CidrReport {
+    pub addr: String,
+    pub prefix_len: u8,
+}
+
+fn ipam_report(i: &weft_ipam::allocator::IpamStatus) -> IpamReport {
+    IpamReport {
+        paxos: i.paxos.as_ref().map(|p| PaxosReport {
+            elector: p.elector,
+            known_nodes: p.known_nodes,
+            quorum: p.quorum,
+        }),
+        range: i.range.to_string(),
+        range_num_ips: i.range_num_ips,
+        active_ips: i.active_ips,
+        default_subnet: i.default_subnet.to_string(),
+        entries: nil_if_empty(
+            i.entries
+                .iter()
+                .map(|e| IpamEntryReport {
+                    token: std::net::Ipv4Addr::from(e.token).to_string(),
+                    size: e.size,
+                    peer: e.peer.to_string(),
+                    nickname: e.nickname.clone(),
+                    is_known_peer: e.is_known_peer,
+                    version: e.version,
+                })
+                .collect(),
+        ),
+        pending_claims: nil_if_empty(
+            i.pending_claims
+                .iter()
+                .map(|(ident, c)| PendingClaimReport {
+                    ident: ident.clone(),
+                    cidr: CidrReport {
+                        addr: std::net::Ipv4Addr::from(c.addr).to_string(),
+                        prefix_len: c.prefix,
+                    },
+                })
+                .collect(),
+        ),
+        pending_allocates: nil_if_empty(i.pending_allocates.clone()),
+    }
+}
+
 
 /// `VersionCheck`: weft never checks for new versions, so this reads like Weave with
 /// `CHECKPOINT_DISABLE` set.
@@ -584,6 +725,7 @@ pub fn report(s: &RouterStatus) -> WeaveReport {
                 .collect(),
             trusted_subnets: s.trusted_subnets.clone(),
         },
+        ipam: s.ipam.as_ref().map(ipam_report),
     }
 }
 

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use weft_kernel::{Cidr, Handle, Netns, Route, VethPair};
 
-use crate::{Failure, Outcome};
+use crate::client::Api;
+use crate::{ipam_cli, Failure, Outcome};
 
 /// The bridge containers attach to.
 pub const BRIDGE: &str = "weave";
@@ -26,6 +27,9 @@ pub const CONTAINER_IF: &str = "ethwe";
 
 /// A container's network namespace.
 pub struct Container {
+    /// The id IPAM records its addresses under: a Docker container's full id, else the
+    /// spec as given (`netns:NAME`, `netns:/path`, `pid:PID`).
+    pub ident: String,
     pub netns: Netns,
     /// Identifies the namespace (its inode), for the host veth name.
     pub ino: u64,
@@ -35,29 +39,9 @@ fn fail(msg: impl Into<String>) -> Failure {
     Failure::new(1, msg)
 }
 
-/// Parse `[ip:]a.b.c.d/nn` address arguments. `net:` forms need IPAM, which weft lacks yet.
-pub fn parse_addrs(args: &[String]) -> Result<Vec<Cidr>, Failure> {
-    args.iter()
-        .map(|a| {
-            if a.starts_with("net:") {
-                return Err(fail(format!(
-                    "{a}: automatic allocation (IPAM) is not implemented in weft yet; give an address like 10.32.0.1/12"
-                )));
-            }
-            let text = a.strip_prefix("ip:").unwrap_or(a);
-            let cidr: Cidr = text
-                .parse()
-                .map_err(|_| fail(format!("invalid address {a:?}: expected a.b.c.d/nn")))?;
-            if !cidr.addr().is_ipv4() {
-                return Err(fail(format!("{a}: only IPv4 addresses are supported")));
-            }
-            Ok(cidr)
-        })
-        .collect()
-}
-
 /// Find a container's network namespace.
 pub fn resolve(spec: &str) -> Result<Container, Failure> {
+    let mut ident = spec.to_owned();
     let netns = if let Some(name) = spec.strip_prefix("netns:") {
         let ns = if name.starts_with('/') {
             Netns::open(name)
@@ -71,7 +55,8 @@ pub fn resolve(spec: &str) -> Result<Container, Failure> {
             .map_err(|_| fail(format!("container {spec}: pid must be a number")))?;
         Netns::of_pid(pid).map_err(|e| fail(format!("container {spec}: no such process ({e})")))?
     } else {
-        let pid = docker_pid(spec)?;
+        let (pid, id) = docker_pid(spec)?;
+        ident = id;
         Netns::of_pid(pid).map_err(|e| fail(format!("container {spec} died ({e})")))?
     };
     let ino = std::fs::metadata(netns.path())
@@ -86,11 +71,11 @@ pub fn resolve(spec: &str) -> Result<Container, Failure> {
             "container {spec} is running in the host network namespace, and therefore cannot be connected to weave"
         )));
     }
-    Ok(Container { netns, ino })
+    Ok(Container { ident, netns, ino })
 }
 
 /// The pid of a running Docker container, from the Docker API over its unix socket.
-fn docker_pid(id: &str) -> Result<u32, Failure> {
+fn docker_pid(id: &str) -> Result<(u32, String), Failure> {
     // Docker's own rule for names, which ids also satisfy: [a-zA-Z0-9][a-zA-Z0-9_.-]*. It
     // keeps the name a single path segment of the request (".." would be resolved away).
     if !id.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -177,7 +162,7 @@ fn pids_in_namespaces(ids: &[u64]) -> Vec<u32> {
 }
 
 /// Ask the Docker API at `socket` for container `id` and return its pid if it runs.
-fn inspect_pid(socket: &str, id: &str) -> Result<u32, Failure> {
+fn inspect_pid(socket: &str, id: &str) -> Result<(u32, String), Failure> {
     let mut s = UnixStream::connect(socket).map_err(|e| {
         fail(format!(
             "cannot reach Docker at {socket} ({e}) to find container {id}; name it netns:NAME or pid:PID instead"
@@ -216,7 +201,9 @@ fn inspect_pid(socket: &str, id: &str) -> Result<u32, Failure> {
     if !running || pid == 0 {
         return Err(fail(format!("container {id} is not running")));
     }
-    u32::try_from(pid).map_err(|_| fail(format!("container {id}: bad pid {pid}")))
+    let full_id = v["Id"].as_str().unwrap_or(id).to_owned();
+    let pid = u32::try_from(pid).map_err(|_| fail(format!("container {id}: bad pid {pid}")))?;
+    Ok((pid, full_id))
 }
 
 /// Host-side veth names: this prefix and the low 28 bits of the container namespace's inode
@@ -232,14 +219,30 @@ fn kernel(what: &str, e: weft_kernel::Error) -> Failure {
     fail(format!("{what}: {e}"))
 }
 
-pub fn attach(addrs: &[String], spec: &str, multicast_route: bool) -> Outcome {
-    let cidrs = parse_addrs(addrs)?;
-    if cidrs.is_empty() {
-        return Err(fail(
-            "weft attach needs at least one address (IPAM is not implemented yet), e.g. weft attach 10.32.0.1/12 netns:c1",
-        ));
-    }
+pub fn attach(addrs: &[String], spec: &str, multicast_route: bool, api: &Api) -> Outcome {
+    let specs = ipam_cli::parse_specs(addrs)?;
     let c = resolve(spec)?;
+    let acquired = ipam_cli::acquire(api, &c.ident, &specs)?;
+    let cidrs: Vec<Cidr> = acquired.iter().map(|a| a.cidr).collect();
+    // Addresses IPAM allocated for this call go back if the interface cannot be set up.
+    let give_back = || {
+        ipam_cli::release(
+            api,
+            &c.ident,
+            acquired.iter().filter(|a| a.allocated).map(|a| a.cidr),
+        )
+    };
+    let result = configure_attach(&c, &cidrs, multicast_route);
+    if result.is_err() {
+        give_back();
+    }
+    result?;
+    let ips: Vec<String> = cidrs.iter().map(|c| c.addr().to_string()).collect();
+    println!("{}", ips.join(" "));
+    Ok(())
+}
+
+fn configure_attach(c: &Container, cidrs: &[Cidr], multicast_route: bool) -> Outcome {
     let mut host = Handle::new().map_err(|e| kernel("netlink", e))?;
     let bridge = host
         .link_by_name(BRIDGE)
@@ -252,7 +255,7 @@ pub fn attach(addrs: &[String], spec: &str, multicast_route: bool) -> Outcome {
     let existing = inside
         .link_by_name(CONTAINER_IF)
         .map_err(|e| kernel("looking up ethwe", e))?;
-    let host_name = host_if_name(&c);
+    let host_name = host_if_name(c);
     let created = existing.is_none();
     if created {
         let mut pair = VethPair::new(&host_name, CONTAINER_IF);
@@ -279,7 +282,7 @@ pub fn attach(addrs: &[String], spec: &str, multicast_route: bool) -> Outcome {
                 .set_weave_sysctls(CONTAINER_IF)
                 .map_err(|e| kernel("container sysctls", e))?;
         }
-        for cidr in &cidrs {
+        for cidr in cidrs {
             inside
                 .ensure_addr(CONTAINER_IF, *cidr)
                 .map_err(|e| kernel(&format!("adding {cidr}"), e))?;
@@ -300,13 +303,11 @@ pub fn attach(addrs: &[String], spec: &str, multicast_route: bool) -> Outcome {
         }
         return Err(e);
     }
-    let ips: Vec<String> = cidrs.iter().map(|c| c.addr().to_string()).collect();
-    println!("{}", ips.join(" "));
     Ok(())
 }
 
-pub fn detach(addrs: &[String], spec: &str) -> Outcome {
-    let cidrs = parse_addrs(addrs)?;
+pub fn detach(addrs: &[String], spec: &str, api: &Api) -> Outcome {
+    let specs = ipam_cli::parse_specs(addrs)?;
     let c = resolve(spec)?;
     let mut inside = c
         .netns
@@ -325,12 +326,28 @@ pub fn detach(addrs: &[String], spec: &str) -> Outcome {
         .filter(|a| a.index == link.index && a.cidr.addr().is_ipv4())
         .map(|a| a.cidr)
         .collect();
-    // No addresses named: detach completely.
-    let remove: Vec<Cidr> = if cidrs.is_empty() {
-        present.clone()
-    } else {
-        cidrs
-    };
+    // `net:` forms name what IPAM holds for the container (never allocating); plain
+    // addresses are taken as given. With no arguments (`net:default`) and nothing known to
+    // IPAM (no router, IPAM off, addresses given by hand), detach completely.
+    let mut remove: Vec<Cidr> = Vec::new();
+    for spec in &specs {
+        match spec {
+            ipam_cli::AddrSpec::Ip(cidr) => remove.push(*cidr),
+            ipam_cli::AddrSpec::Default => {
+                let known = ipam_cli::lookup(api, &c.ident, None)?;
+                if known.is_empty() && addrs.is_empty() {
+                    remove.extend(present.iter().copied());
+                } else {
+                    remove.extend(known);
+                }
+            }
+            ipam_cli::AddrSpec::Net(subnet) => {
+                remove.extend(ipam_cli::lookup(api, &c.ident, Some(subnet))?)
+            }
+        }
+    }
+    remove.retain(|r| present.contains(r));
+    remove.dedup();
     for cidr in &remove {
         inside
             .remove_addr(CONTAINER_IF, *cidr)
@@ -342,6 +359,9 @@ pub fn detach(addrs: &[String], spec: &str) -> Outcome {
             .delete_link(CONTAINER_IF)
             .map_err(|e| kernel("deleting ethwe", e))?;
     }
+    // The addresses go back to IPAM (Weave releases only `net:` ones; a claim of an
+    // address that is no longer on the container would only leak).
+    ipam_cli::release(api, &c.ident, remove.iter().copied());
     let ips: Vec<String> = remove.iter().map(|c| c.addr().to_string()).collect();
     println!("{}", ips.join(" "));
     Ok(())

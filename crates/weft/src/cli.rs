@@ -88,6 +88,15 @@ pub enum Command {
     },
     /// List containers attached to weave: <container> <mac> <cidr>...
     Ps { containers: Vec<String> },
+    /// Take over the address space of peers that are gone for good: rmpeer <peer>...
+    ///
+    /// <peer> is a peer name or nickname. Run it on one host only.
+    Rmpeer {
+        #[arg(required = true)]
+        peers: Vec<String>,
+    },
+    /// Wait until IPAM has its ring (runs the consensus if it has not happened yet)
+    Prime,
     /// Print the router's full report as JSON, or through a Go template with -f
     Report {
         /// A Go text/template over the report, e.g. '{{.Router.Name}}'
@@ -132,6 +141,19 @@ pub struct RouterArgs {
     /// sleeve datagrams, Weave's 10 s heartbeats (weft peers otherwise use both)
     #[arg(long)]
     pub no_weft_extensions: bool,
+    /// The range IPAM allocates from; empty disables IPAM
+    #[arg(long, alias = "iprange", default_value = "10.32.0.0/12", value_name = "CIDR")]
+    pub ipalloc_range: String,
+    /// The subnet containers get when they ask for none (default: the whole range)
+    #[arg(long, value_name = "CIDR")]
+    pub ipalloc_default_subnet: Option<String>,
+    /// How the first ring is made: consensus[=<count>], seed=<peer>,<peer>... or observer
+    #[arg(long, default_value = "consensus", value_name = "MODE")]
+    pub ipalloc_init: String,
+    /// weft only: take over the space of a peer unreachable this long (e.g. 30m, 1h; off by
+    /// default, as in Weave, where only 'rmpeer' does)
+    #[arg(long, value_name = "DURATION")]
+    pub ipalloc_reclaim_after: Option<String>,
     /// Peers to connect to: <ip_address_or_fqdn>[:<port>]
     pub peers: Vec<String>,
 }

@@ -34,6 +34,26 @@ impl Api {
         Api { addr, agent }
     }
 
+    /// A client that waits as long as the router takes (IPAM allocations wait for
+    /// consensus or free space, as Weave's do); connecting still gives up after 3 s.
+    pub fn without_timeout(addr: SocketAddr) -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(3))
+            .build();
+        Api { addr, agent }
+    }
+
+    /// `METHOD path?query` with no body.
+    pub fn call(&self, method: &str, path: &str, query: &[(&str, &str)]) -> Result<String, CallError> {
+        let mut req = self
+            .agent
+            .request(method, &format!("http://{}{}", self.addr, path));
+        for (k, v) in query {
+            req = req.query(k, v);
+        }
+        Self::finish(req.call())
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

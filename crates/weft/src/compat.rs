@@ -4,7 +4,6 @@
 /// `weave` commands that weft has not implemented yet.
 pub const COMMANDS_NOT_YET: &[&str] = &[
     "setup",
-    "prime",
     "env",
     "config",
     "dns-args",
@@ -14,7 +13,6 @@ pub const COMMANDS_NOT_YET: &[&str] = &[
     "dns-remove",
     "dns-lookup",
     "reset",
-    "rmpeer",
 ];
 
 /// Commands Weave Net itself removed in 2.0.
@@ -35,10 +33,6 @@ pub const LAUNCH_FLAGS_NOT_YET: &[&str] = &[
     "--no-restart",
     "--no-dns",
     "--dns-listen-address",
-    "--ipalloc-init",
-    "--ipalloc-range",
-    "--iprange",
-    "--ipalloc-default-subnet",
     "--plugin",
     "--proxy",
     "-H",
@@ -158,9 +152,8 @@ mod tests {
         assert_eq!(r("attach 10.2.1.1/24 c1"), None);
         assert!(r("launch-router").unwrap().contains("removed"));
         assert!(r("launch --no-dns").unwrap().contains("--no-dns"));
-        assert!(r("launch -ipalloc-range x")
-            .unwrap()
-            .contains("-ipalloc-range"));
+        assert!(r("launch -dns-domain x").unwrap().contains("-dns-domain"));
+        assert_eq!(r("launch --ipalloc-range 10.2.0.0/16"), None);
         assert_eq!(r("launch --password=x"), None);
         assert!(r("--data-dir /x launch --no-fastdp")
             .unwrap()

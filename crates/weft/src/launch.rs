@@ -25,6 +25,9 @@ const POLL: Duration = Duration::from_millis(100);
 pub fn launch(g: &GlobalArgs, args: &LaunchArgs) -> Outcome {
     // Validate everything the daemon would reject, so mistakes are reported here.
     let config = router_config(g, &args.router)?;
+    if let Some(ipam) = &config.ipam {
+        check_range_routes(ipam.universe)?;
+    }
     let dirs = &config.dirs;
     dirs.prepare().map_err(|e| Failure::new(1, e.to_string()))?;
     // A router killed a moment ago (`kill -9` then `weft launch`) still holds the pid file
@@ -121,6 +124,14 @@ pub fn launch(g: &GlobalArgs, args: &LaunchArgs) -> Outcome {
     }
     if r.no_weft_extensions {
         cmd.arg("--no-weft-extensions");
+    }
+    cmd.arg("--ipalloc-range").arg(&r.ipalloc_range);
+    if let Some(subnet) = &r.ipalloc_default_subnet {
+        cmd.arg("--ipalloc-default-subnet").arg(subnet);
+    }
+    cmd.arg("--ipalloc-init").arg(&r.ipalloc_init);
+    if let Some(after) = &r.ipalloc_reclaim_after {
+        cmd.arg("--ipalloc-reclaim-after").arg(after);
     }
     // The password travels in the environment, never on a command line others can read.
     match &r.password {
@@ -264,4 +275,37 @@ fn wait_stopped(dirs: &StateDirs, timeout: Duration) -> bool {
         sleep(POLL);
     }
     false
+}
+
+/// Weave's `netcheck`: the IPAM range must not overlap a route of the host (other than
+/// the default route and routes through the weave bridge), or containers' addresses would
+/// shadow or be shadowed by the host's networks.
+fn check_range_routes(range: weft_ipam::addr::Cidr) -> Outcome {
+    let mut h = weft_kernel::Handle::new()
+        .map_err(|e| Failure::new(1, format!("cannot read the host's routes: {e}")))?;
+    let routes = h
+        .list_routes(false)
+        .map_err(|e| Failure::new(1, format!("cannot read the host's routes: {e}")))?;
+    let (start, end) = (range.addr, range.addr as u64 + range.size());
+    for r in routes {
+        if r.dst.prefix() == 0 || r.dev.as_deref() == Some(crate::attach::BRIDGE) {
+            continue;
+        }
+        let std::net::IpAddr::V4(net) = r.dst.network() else {
+            continue;
+        };
+        let rs = u32::from(net) as u64;
+        let re = rs + (1u64 << (32 - u32::from(r.dst.prefix())));
+        if rs < end && start < re {
+            return Err(Failure::new(
+                1,
+                format!(
+                    "--ipalloc-range {range} overlaps with the existing route {} on this host{}; pick another range (and set it on all hosts), or --ipalloc-range \"\" to run without IPAM",
+                    r.dst,
+                    r.dev.map(|d| format!(" (dev {d})")).unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

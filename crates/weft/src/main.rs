@@ -4,6 +4,7 @@ mod attach;
 mod cli;
 mod client;
 mod compat;
+mod ipam_cli;
 mod launch;
 
 use std::net::SocketAddr;
@@ -88,6 +89,8 @@ fn dispatch(cli: Cli) -> Outcome {
             post(g, "/forget", &form)
         }
         Command::Report { format } => report(g, format.as_deref()),
+        Command::Rmpeer { peers } => rmpeer(g, &peers),
+        Command::Prime => prime(g),
         Command::Attach {
             no_multicast_route,
             without_dns: _,
@@ -97,14 +100,16 @@ fn dispatch(cli: Cli) -> Outcome {
             let (container, addrs) = args
                 .split_last()
                 .ok_or_else(|| Failure::new(1, "weft attach needs a container"))?;
-            attach::attach(addrs, container, !no_multicast_route)
+            let api = Api::without_timeout(http_addr(g)?);
+            attach::attach(addrs, container, !no_multicast_route, &api)
         }
         Command::Detach { args } => {
             require_root("detach")?;
             let (container, addrs) = args
                 .split_last()
                 .ok_or_else(|| Failure::new(1, "weft detach needs a container"))?;
-            attach::detach(addrs, container)
+            let api = Api::new(http_addr(g)?);
+            attach::detach(addrs, container, &api)
         }
         Command::Ps { containers } => {
             require_root("ps")?;
@@ -199,6 +204,7 @@ pub fn router_config(
     if !bad_peers.is_empty() {
         return Err(Failure::new(1, bad_peers.join("; ")));
     }
+    let ipam = ipam_settings(args)?;
     let password = match args.password.as_deref() {
         Some("") | None => None,
         Some(p) => Some(weft_router::Password::from(p)),
@@ -219,7 +225,126 @@ pub fn router_config(
             trusted_subnets,
             extensions: !args.no_weft_extensions,
         },
+        ipam,
     })
+}
+
+/// `--ipalloc-range`, `--ipalloc-default-subnet`, `--ipalloc-init`, `--ipalloc-reclaim-after`.
+fn ipam_settings(args: &RouterArgs) -> Result<Option<weft_router::ipam::IpamSettings>, Failure> {
+    use weft_ipam::addr::Cidr;
+    use weft_ipam::allocator::InitMode;
+    let bad = |flag: &str, msg: String| Failure::new(1, format!("{flag}: {msg}"));
+    if args.ipalloc_range.is_empty() {
+        if args.ipalloc_default_subnet.is_some() {
+            return Err(bad(
+                "--ipalloc-default-subnet",
+                "IPAM is disabled (--ipalloc-range is empty); give a range or drop this flag".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let cidr = |flag: &str, text: &str| -> Result<Cidr, Failure> {
+        let c: Cidr = text
+            .parse()
+            .map_err(|e| bad(flag, format!("{text:?} is not a CIDR like 10.32.0.0/12 ({e})")))?;
+        if !c.is_canonical() {
+            return Err(bad(
+                flag,
+                format!("invalid subnet - bits after network prefix are not all zero: {text}"),
+            ));
+        }
+        if c.size() < 4 {
+            return Err(bad(
+                flag,
+                format!("{text} is too small: IPAM needs a range of at least 4 addresses (/30)"),
+            ));
+        }
+        Ok(c)
+    };
+    let universe = cidr("--ipalloc-range", &args.ipalloc_range)?;
+    let default_subnet = match &args.ipalloc_default_subnet {
+        Some(text) => {
+            let c = cidr("--ipalloc-default-subnet", text)?;
+            if !universe.contains_cidr(&c) {
+                return Err(bad(
+                    "--ipalloc-default-subnet",
+                    format!("{c} is not inside --ipalloc-range {universe}"),
+                ));
+            }
+            c
+        }
+        None => universe,
+    };
+    let init = parse_ipalloc_init(&args.ipalloc_init)
+        .map_err(|msg| bad("--ipalloc-init", msg))?;
+    let dead_after = args
+        .ipalloc_reclaim_after
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|msg| bad("--ipalloc-reclaim-after", msg))?;
+    Ok(Some(weft_router::ipam::IpamSettings {
+        universe,
+        default_subnet,
+        init,
+        dead_after,
+    }))
+}
+
+/// Weave's `--ipalloc-init`: `consensus`, `consensus=N`, `seed=<peer>,...`, `observer`.
+fn parse_ipalloc_init(text: &str) -> Result<weft_ipam::allocator::InitMode, String> {
+    use weft_ipam::allocator::InitMode;
+    let (mode, arg) = match text.split_once('=') {
+        Some((m, a)) => (m, Some(a)),
+        None => (text, None),
+    };
+    match (mode, arg) {
+        ("consensus", None) => Ok(InitMode::Consensus { quorum: None }),
+        ("consensus", Some(n)) => match n.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(InitMode::Consensus { quorum: Some(n / 2 + 1) }),
+            _ => Err(format!(
+                "consensus={n}: the peer count must be a number of at least 1"
+            )),
+        },
+        ("seed", Some(list)) => {
+            let mut peers = Vec::new();
+            for p in list.split(',') {
+                let name: weft_mesh::PeerName = p
+                    .parse()
+                    .map_err(|e| format!("seed: {p:?} is not a peer name ({e})"))?;
+                peers.push(name);
+            }
+            if peers.is_empty() {
+                return Err("seed= needs at least one peer name".into());
+            }
+            Ok(InitMode::Seed(peers))
+        }
+        ("observer", None) => Ok(InitMode::Observer),
+        _ => Err(format!(
+            "{text:?}: expected consensus, consensus=<count>, seed=<peer>,<peer>... or observer"
+        )),
+    }
+}
+
+/// `90s`, `30m`, `2h`, or plain seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 30m or 2h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("{text:?}: the unit must be s, m or h")),
+    };
+    if secs == 0 {
+        return Err("the period must be longer than 0".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 fn router(g: &GlobalArgs, args: &RouterArgs) -> Outcome {
@@ -316,6 +441,41 @@ fn post(g: &GlobalArgs, path: &str, form: &[(&str, &str)]) -> Outcome {
         }
         // The router's message lists what was wrong, one line each.
         Err(CallError::Status { code: 400, body }) => Err(Failure::new(1, body.trim_end())),
+        Err(e) => Err(api_failure(&api, e)),
+    }
+}
+
+/// `weft rmpeer <peer>...`: the router takes over each peer's address space and prints how
+/// much, as Weave's (`524288 IPs taken over from host3`); exit 1 if any call failed.
+fn rmpeer(g: &GlobalArgs, peers: &[String]) -> Outcome {
+    let api = Api::new(http_addr(g)?);
+    let mut failed = None;
+    for p in peers {
+        let path = format!("/peer/{}", ipam_cli::path_segment(p));
+        match api.call("DELETE", &path, &[]) {
+            Ok(body) => print!("{body}"),
+            Err(CallError::Status { code: 400, body }) => {
+                eprintln!("{}", body.trim_end());
+                failed = Some(Failure::new(1, format!("rmpeer {p} failed")));
+            }
+            Err(e) => return Err(api_failure(&api, e)),
+        }
+    }
+    match failed {
+        Some(f) => Err(f),
+        None => Ok(()),
+    }
+}
+
+/// `weft prime`: wait until the IPAM ring exists (starting consensus if needed).
+fn prime(g: &GlobalArgs) -> Outcome {
+    let api = Api::without_timeout(http_addr(g)?);
+    match api.call("GET", "/ring", &[]) {
+        Ok(_) => Ok(()),
+        Err(CallError::Status { code: 404, .. }) => Err(Failure::new(
+            1,
+            "IPAM is disabled on this router (--ipalloc-range \"\"); there is no ring to prime",
+        )),
         Err(e) => Err(api_failure(&api, e)),
     }
 }
