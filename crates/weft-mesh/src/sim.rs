@@ -6,14 +6,21 @@
 //! latency later, [`Mesh::connection_established`], which is what the wire and overlay layers
 //! report in a real router. Gossip messages travel as [`GossipMsg`] values and are delivered
 //! in time order.
+//!
+//! A node may host a [`SimService`]: the simulated counterpart of a router's service task
+//! (IPAM, DNS) for a channel listed in its [`MeshConfig::channels`]. It receives the node's
+//! [`ChannelEvent`]s as the node produces them, answers through the node's [`Mesh`] methods
+//! (`gossip_to`, `broadcast`, `unicast`…) and may have a timer of its own, so a service's
+//! state machine runs over the real mesh core.
 
+use std::any::Any;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use crate::gossip::GossipMsg;
-use crate::mesh::{ConnId, Hello, Mesh, MeshConfig, MeshLimits, MeshTimings, Output};
+use crate::mesh::{ChannelEvent, ConnId, Hello, Mesh, MeshConfig, MeshLimits, MeshTimings, Output};
 use crate::PeerName;
 
 /// Totals of one simulated run.
@@ -56,12 +63,27 @@ impl Ord for GossipMsgOrd {
     }
 }
 
+/// A service hosted by a simulated node (see the module docs). `Any` lets a test get its
+/// concrete type back ([`Sim::service`], [`Sim::with_service`]).
+pub trait SimService: Any {
+    /// One event of the node's mesh; answer through `mesh`.
+    fn on_event(&mut self, now: Instant, event: ChannelEvent, mesh: &mut Mesh);
+    /// When [`SimService::handle_timeout`] should next run.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    /// The service's timer came due.
+    fn handle_timeout(&mut self, _now: Instant, _mesh: &mut Mesh) {}
+}
+
 /// The simulated mesh.
 pub struct Sim {
     pub now: Instant,
     /// The routers. Read freely; change one through [`Sim::with_node`] so that its outputs
     /// and timer are picked up.
     pub nodes: Vec<Mesh>,
+    /// The service each node hosts, if any.
+    services: Vec<Option<Box<dyn SimService>>>,
     latency: Duration,
     /// conn id → (owner node, peer node, the peer's conn id)
     conns: BTreeMap<ConnId, (usize, usize, ConnId)>,
@@ -91,6 +113,7 @@ pub fn node_config(i: usize, seed: u64) -> MeshConfig {
         timings: MeshTimings::default(),
         seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         limits: MeshLimits::default(),
+        channels: Vec::new(),
     }
 }
 
@@ -124,6 +147,7 @@ impl Sim {
         Sim {
             now,
             nodes,
+            services: (0..n).map(|_| None).collect(),
             latency,
             conns: BTreeMap::new(),
             links: BTreeMap::new(),
@@ -153,11 +177,48 @@ impl Sim {
         f(&mut self.nodes[i], now)
     }
 
+    /// Let node `i` host `service` (replacing any it had): it gets the node's channel events
+    /// from now on.
+    pub fn set_service(&mut self, i: usize, service: Box<dyn SimService>) {
+        self.services[i] = Some(service);
+        self.touch(i);
+    }
+
+    /// The service node `i` hosts, if it is an `S`.
+    pub fn service<S: SimService>(&self, i: usize) -> Option<&S> {
+        let s: &dyn Any = self.services.get(i)?.as_deref()?;
+        s.downcast_ref()
+    }
+
+    /// Run `f` on node `i`'s service (if it is an `S`) and mesh, e.g. to make a request of
+    /// it in a test; the node's outputs and timers are picked up afterwards.
+    pub fn with_service<S: SimService, T>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut S, &mut Mesh, Instant) -> T,
+    ) -> Option<T> {
+        self.touch(i);
+        let now = self.now;
+        let s: &mut dyn Any = self.services.get_mut(i)?.as_deref_mut()?;
+        let s = s.downcast_mut::<S>()?;
+        Some(f(s, &mut self.nodes[i], now))
+    }
+
+    /// When node `i` next has something due: its mesh's or its service's timer.
+    fn due(&self, i: usize) -> Option<Instant> {
+        let service = self.services[i].as_ref().and_then(|s| s.poll_timeout());
+        [self.nodes[i].poll_timeout(), service]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     /// Add a router that is not connected to anything yet; returns its index. `config` gets
     /// the new index (start from [`node_config`]).
     pub fn add_node(&mut self, config: impl FnOnce(usize) -> MeshConfig) -> usize {
         let i = self.nodes.len();
         self.nodes.push(Mesh::new(config(i), self.now));
+        self.services.push(None);
         self.is_touched.push(false);
         self.touch(i);
         i
@@ -244,10 +305,15 @@ impl Sim {
                             self.disconnect(a, b);
                         }
                     }
+                    Output::Channel(event) => {
+                        if let Some(service) = self.services[i].as_mut() {
+                            service.on_event(self.now, event, &mut self.nodes[i]);
+                        }
+                    }
                     Output::Dial(_) | Output::PersistTargets(_) => {}
                 }
             }
-            if let Some(t) = self.nodes[i].poll_timeout() {
+            if let Some(t) = self.due(i) {
                 self.timers.push(Reverse((t, i)));
             }
         }
@@ -256,7 +322,7 @@ impl Sim {
     /// The earliest registered timer that is still current.
     fn next_timer(&mut self) -> Option<Instant> {
         while let Some(&Reverse((t, i))) = self.timers.peek() {
-            if self.nodes[i].poll_timeout() == Some(t) {
+            if self.due(i) == Some(t) {
                 return Some(t);
             }
             self.timers.pop();
@@ -271,6 +337,13 @@ impl Sim {
     /// Cost per step is proportional to the nodes that have something to do (a heap of
     /// timers, a list of touched nodes), not to the size of the mesh.
     pub fn run_until_converged(&mut self, limit: Duration) -> SimReport {
+        self.run_until(limit, Sim::converged)
+    }
+
+    /// Advance until nothing is in flight and `done` holds, or `limit` of simulated time
+    /// passes (`converged_after` is then `None`). `done` is asked whenever the queue of
+    /// messages is empty, e.g. "every service agrees".
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) -> SimReport {
         let start = self.now;
         let (m0, b0) = (self.messages, self.bytes);
         let deadline = start + limit;
@@ -279,7 +352,7 @@ impl Sim {
             self.collect();
             let next_timer = self.next_timer();
             let next_event = self.queue.peek().map(|Reverse(e)| e.at);
-            if next_event.is_none() && self.converged() {
+            if next_event.is_none() && done(self) {
                 converged_after = Some(self.now - start);
                 break;
             }
@@ -321,6 +394,16 @@ impl Sim {
                 if self.nodes[i].poll_timeout().is_some_and(|t| t <= now) {
                     self.touch(i);
                     self.nodes[i].handle_timeout(now);
+                }
+                let service_due = self.services[i]
+                    .as_ref()
+                    .and_then(|s| s.poll_timeout())
+                    .is_some_and(|t| t <= now);
+                if service_due {
+                    self.touch(i);
+                    if let Some(service) = self.services[i].as_mut() {
+                        service.handle_timeout(now, &mut self.nodes[i]);
+                    }
                 }
             }
         }

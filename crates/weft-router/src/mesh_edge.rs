@@ -309,6 +309,7 @@ pub fn start(
             timings: MeshTimings::default(),
             limits: MeshLimits::default(),
             seed: rand::random(),
+            channels: Vec::new(),
         },
         now,
     );
