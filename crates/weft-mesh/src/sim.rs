@@ -503,6 +503,170 @@ pub fn random_mesh_links(n: usize, k: usize, seed: u64) -> Vec<(usize, usize)> {
 mod tests {
     use super::*;
 
+    /// A toy service on channel "max": every node learns the highest value any node holds.
+    /// Broadcasts are relayed when they raise the value (as Weave relays what
+    /// `OnGossipBroadcast` returns); tag-4 gossip is not relayed (as IPAM).
+    #[derive(Default)]
+    struct MaxService {
+        value: u64,
+        unicasts: Vec<(PeerName, Vec<u8>)>,
+        /// Broadcast this value when the time comes.
+        announce: Option<(Instant, u64)>,
+        new_connections: usize,
+    }
+
+    const MAX: &str = "max";
+
+    fn decode(payload: &[u8]) -> u64 {
+        payload
+            .try_into()
+            .map(u64::from_be_bytes)
+            .expect("8-byte values in this test")
+    }
+
+    impl SimService for MaxService {
+        fn on_event(&mut self, _now: Instant, event: ChannelEvent, mesh: &mut Mesh) {
+            match event {
+                ChannelEvent::Gossip { payload, .. } => {
+                    self.value = self.value.max(decode(&payload));
+                }
+                ChannelEvent::Broadcast { src, payload, .. } => {
+                    let v = decode(&payload);
+                    if v > self.value {
+                        self.value = v;
+                        mesh.relay_broadcast(MAX, src, payload);
+                    }
+                }
+                ChannelEvent::Unicast { src, payload, .. } => self.unicasts.push((src, payload)),
+                ChannelEvent::NewConnection { peer } => {
+                    self.new_connections += 1;
+                    mesh.gossip_to(peer, MAX, self.value.to_be_bytes().to_vec());
+                }
+                ChannelEvent::PeriodicGossip => {
+                    mesh.gossip_neighbours(MAX, self.value.to_be_bytes().to_vec())
+                }
+                ChannelEvent::PeersChanged | ChannelEvent::PeerGone { .. } => {}
+            }
+        }
+
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.announce.map(|(at, _)| at)
+        }
+
+        fn handle_timeout(&mut self, now: Instant, mesh: &mut Mesh) {
+            if let Some((at, v)) = self.announce {
+                if at <= now {
+                    self.announce = None;
+                    self.value = self.value.max(v);
+                    mesh.broadcast(MAX, v.to_be_bytes().to_vec());
+                }
+            }
+        }
+    }
+
+    /// `n` nodes in a line, each hosting a `MaxService`, topology converged.
+    fn line_with_services(n: usize) -> Sim {
+        let mut sim = Sim::with_configs(n, Duration::from_millis(1), |i| MeshConfig {
+            channels: vec![MAX.into()],
+            ..node_config(i, 3)
+        });
+        for i in 0..n {
+            sim.set_service(i, Box::new(MaxService::default()));
+        }
+        for i in 1..n {
+            sim.connect(i - 1, i);
+        }
+        let r = sim.run_until_converged(Duration::from_secs(60));
+        assert!(r.converged_after.is_some(), "{r:?}");
+        sim
+    }
+
+    fn all_hold(v: u64) -> impl FnMut(&Sim) -> bool {
+        move |sim: &Sim| {
+            (0..sim.nodes.len()).all(|i| sim.service::<MaxService>(i).is_some_and(|s| s.value == v))
+        }
+    }
+
+    #[test]
+    fn a_service_broadcast_crosses_the_line_by_relays() {
+        let mut sim = line_with_services(6);
+        // Every link was new to both ends.
+        let news: usize = (0..6)
+            .map(|i| sim.service::<MaxService>(i).unwrap().new_connections)
+            .sum();
+        assert_eq!(news, 2 * 5);
+        sim.with_service::<MaxService, _>(0, |s, mesh, _| {
+            s.value = 42;
+            mesh.broadcast(MAX, 42u64.to_be_bytes().to_vec());
+        })
+        .unwrap();
+        let r = sim.run_until(Duration::from_secs(60), all_hold(42));
+        let took = r.converged_after.expect("every node learned 42");
+        // Five hops of 1 ms, not a gossip interval.
+        assert!(took <= Duration::from_millis(10), "{took:?}");
+    }
+
+    #[test]
+    fn a_newcomer_gets_the_state_down_its_new_connection() {
+        let mut sim = line_with_services(4);
+        sim.with_service::<MaxService, _>(2, |s, _, _| s.value = 7)
+            .unwrap();
+        let i = sim.add_node(|i| MeshConfig {
+            channels: vec![MAX.into()],
+            ..node_config(i, 3)
+        });
+        sim.set_service(i, Box::new(MaxService::default()));
+        sim.connect(2, i);
+        let r = sim.run_until(Duration::from_secs(60), |sim| {
+            sim.service::<MaxService>(i).is_some_and(|s| s.value == 7)
+        });
+        let took = r.converged_after.expect("the newcomer learned 7");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+
+    #[test]
+    fn periodic_gossip_alone_spreads_state() {
+        let mut sim = line_with_services(5);
+        // Set without telling anyone: only the 30 s gossip (not relayed on) carries it.
+        sim.with_service::<MaxService, _>(0, |s, _, _| s.value = 5)
+            .unwrap();
+        let r = sim.run_until(Duration::from_secs(600), all_hold(5));
+        let took = r.converged_after.expect("periodic gossip spread 5");
+        assert!(took >= Duration::from_secs(30), "{took:?}");
+    }
+
+    #[test]
+    fn service_timers_and_unicast_across_hops() {
+        let mut sim = line_with_services(5);
+        let start = sim.now;
+        sim.with_service::<MaxService, _>(3, |s, _, now| {
+            s.announce = Some((now + Duration::from_secs(10), 99));
+        })
+        .unwrap();
+        let r = sim.run_until(Duration::from_secs(60), all_hold(99));
+        let took = r.converged_after.expect("the timed announcement spread");
+        assert!(took >= Duration::from_secs(10), "{took:?}");
+        assert!(sim.now - start < Duration::from_secs(11));
+        let sent = sim
+            .with_service::<MaxService, _>(0, |_, mesh, _| {
+                mesh.unicast(MAX, node_name(4), b"hi".to_vec())
+            })
+            .unwrap();
+        assert!(sent, "a route to node 4");
+        let r = sim.run_until(Duration::from_secs(5), |sim| {
+            !sim.service::<MaxService>(4).unwrap().unicasts.is_empty()
+        });
+        assert!(r.converged_after.is_some(), "{r:?}");
+        let got = &sim.service::<MaxService>(4).unwrap().unicasts;
+        assert_eq!(got, &vec![(node_name(0), b"hi".to_vec())]);
+        for i in 1..4 {
+            assert!(
+                sim.service::<MaxService>(i).unwrap().unicasts.is_empty(),
+                "relays do not deliver"
+            );
+        }
+    }
+
     #[test]
     fn three_in_a_line_learn_each_other() {
         let mut sim = Sim::new(3, 1, Duration::from_millis(1));
