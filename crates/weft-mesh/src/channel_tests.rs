@@ -263,6 +263,13 @@ fn gossip_to_one_peer_and_to_the_neighbours() {
     );
     assert!(!m.gossip_to(name(9), IPAM, vec![3]), "not connected");
     assert!(drain(&mut m).is_empty());
+    // What the service makes of gossip from A goes to the neighbours other than A.
+    m.relay_gossip(IPAM, name(2), vec![4]);
+    assert_eq!(
+        sends(&drain(&mut m)),
+        vec![(20, msg(GossipKind::Gossip, IPAM, 1, &[4]))]
+    );
+    assert!(drain(&mut m).is_empty());
     // Two neighbours, three peers: Weave's subset is min(⌊2·log2 3⌋, 2) = both.
     m.gossip_neighbours(IPAM, vec![8]);
     let mut out = sends(&drain(&mut m));

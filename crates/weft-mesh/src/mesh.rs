@@ -19,8 +19,9 @@
 //! to, as Weave relays what `OnGossipBroadcast` returns); tag 5 to us is delivered, tag 5 to
 //! others is forwarded hop by hop as for any channel. The service's own sends are
 //! [`Mesh::broadcast`], [`Mesh::unicast`], [`Mesh::gossip_to`] (its full state down a new
-//! connection, [`ChannelEvent::NewConnection`]) and [`Mesh::gossip_neighbours`] (every gossip
-//! interval, [`ChannelEvent::PeriodicGossip`]). Reachability changes come as one
+//! connection, [`ChannelEvent::NewConnection`]), [`Mesh::gossip_neighbours`] (every gossip
+//! interval, [`ChannelEvent::PeriodicGossip`]) and [`Mesh::relay_gossip`] (news from received
+//! gossip). Reachability changes come as one
 //! [`ChannelEvent::PeersChanged`] when the edge next drains the outputs after routes were
 //! recalculated, peers removed by garbage collection as [`ChannelEvent::PeerGone`].
 //!
@@ -332,8 +333,9 @@ pub enum Output {
 /// `channel` are for that channel's service; the others are for every service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelEvent {
-    /// Tag 4 received. `src` is the immediate sender. The mesh does not relay it (Weave relays
-    /// what `OnGossip` returns; IPAM and DNS return nothing).
+    /// Tag 4 received. `src` is the immediate sender. The mesh does not relay it: Weave relays
+    /// what `OnGossip` returns (IPAM: nothing), which a service does with
+    /// [`Mesh::relay_gossip`].
     Gossip {
         channel: String,
         src: PeerName,
@@ -1177,6 +1179,19 @@ impl Mesh {
             payload,
         };
         self.send_to_neighbours(None, &msg);
+    }
+
+    /// Tag 4 from us on `channel` to the random subset of neighbours other than `from`: how
+    /// Weave passes on what a channel's `OnGossip` returned for gossip received from `from`
+    /// (DNS returns its news; IPAM nothing).
+    pub fn relay_gossip(&mut self, channel: &str, from: PeerName, payload: Vec<u8>) {
+        let msg = GossipMsg {
+            kind: GossipKind::Gossip,
+            channel: channel.to_owned(),
+            src: self.cfg.name,
+            payload,
+        };
+        self.send_to_neighbours(Some(from), &msg);
     }
 
     /// Every peer of the table, us included, in name order, with whether we reach it.

@@ -80,6 +80,13 @@ pub enum ServiceCommand {
     },
     /// Tag 4 to Weave's random subset of neighbours.
     GossipNeighbours { channel: String, payload: Vec<u8> },
+    /// Tag 4 to the random subset of neighbours other than `from` (passing on news received
+    /// from `from`).
+    RelayGossip {
+        channel: String,
+        from: PeerName,
+        payload: Vec<u8>,
+    },
     /// The peers as the mesh knows them now.
     PeerInfos(oneshot::Sender<MeshPeers>),
 }
@@ -277,6 +284,11 @@ pub(super) fn apply(mesh: &mut Mesh, cmd: ServiceCommand) {
         ServiceCommand::GossipNeighbours { channel, payload } => {
             mesh.gossip_neighbours(&channel, payload)
         }
+        ServiceCommand::RelayGossip {
+            channel,
+            from,
+            payload,
+        } => mesh.relay_gossip(&channel, from, payload),
         ServiceCommand::PeerInfos(reply) => {
             let _ = reply.send(MeshPeers {
                 peers: mesh.peer_infos(),
@@ -358,6 +370,22 @@ impl MeshHandle {
     pub async fn gossip_neighbours(&self, channel: &str, payload: Vec<u8>) -> Result<(), MeshGone> {
         self.command(ServiceCommand::GossipNeighbours {
             channel: channel.to_owned(),
+            payload,
+        })
+        .await
+    }
+
+    /// Tag 4 to the random neighbours other than `from`: what the service passes on of a
+    /// [`ChannelEvent::Gossip`] from `from` (Weave relays what `OnGossip` returns).
+    pub async fn relay_gossip(
+        &self,
+        channel: &str,
+        from: PeerName,
+        payload: Vec<u8>,
+    ) -> Result<(), MeshGone> {
+        self.command(ServiceCommand::RelayGossip {
+            channel: channel.to_owned(),
+            from,
             payload,
         })
         .await

@@ -118,8 +118,8 @@ enum Did {
     Peers(MeshPeers),
 }
 
-/// A fake IPAM: full state down new connections, a unicast answer to every gossip, relays
-/// broadcasts, asks for the peers when they change.
+/// A fake service: full state down new connections, a unicast answer to every gossip (which
+/// it also passes on as news), relays broadcasts, asks for the peers when they change.
 fn spawn_fake_service(svc: ServiceChannel) -> mpsc::Receiver<Did> {
     let (did, log) = mpsc::channel(64);
     let ServiceChannel {
@@ -134,7 +134,8 @@ fn spawn_fake_service(svc: ServiceChannel) -> mpsc::Receiver<Did> {
                     mesh.gossip_to(peer, &channel, b"full".to_vec()).await?;
                     Did::SentFullState(peer)
                 }
-                ChannelEvent::Gossip { src, .. } => {
+                ChannelEvent::Gossip { src, payload, .. } => {
+                    mesh.relay_gossip(&channel, src, payload).await?;
                     let ok = mesh.unicast(&channel, src, b"reply".to_vec()).await?;
                     Did::Unicast(src, ok)
                 }
@@ -214,18 +215,31 @@ async fn a_fake_service_gets_its_channel_and_answers_through_the_handle() {
     pump.drain();
     assert!(pump.take_sent().is_empty(), "the mesh relays nothing");
     pump.step().await;
+    pump.step().await;
     assert_eq!(next(&mut log).await, Did::Unicast(name(2), true));
     assert_eq!(
         pump.take_sent(),
-        vec![(
-            10,
-            GossipMsg {
-                kind: GossipKind::Unicast { dst: name(2) },
-                channel: IPAM.into(),
-                src: name(1),
-                payload: b"reply".to_vec(),
-            }
-        )]
+        vec![
+            (
+                10,
+                GossipMsg {
+                    kind: GossipKind::Unicast { dst: name(2) },
+                    channel: IPAM.into(),
+                    src: name(1),
+                    payload: b"reply".to_vec(),
+                }
+            ),
+            (
+                20,
+                GossipMsg {
+                    kind: GossipKind::Gossip,
+                    channel: IPAM.into(),
+                    src: name(1),
+                    payload: vec![1],
+                }
+            )
+        ],
+        "the news to B only, the answer to A"
     );
 
     // Gossip claiming to come from a peer we do not know: the unicast answer has no route.
@@ -238,8 +252,16 @@ async fn a_fake_service_gets_its_channel_and_answers_through_the_handle() {
     pump.mesh.handle_gossip(now, 10, stranger).unwrap();
     pump.drain();
     pump.step().await;
+    pump.step().await;
     assert_eq!(next(&mut log).await, Did::Unicast(name(9), false));
-    assert!(pump.take_sent().is_empty());
+    let sent = pump.take_sent();
+    assert_eq!(
+        sent.iter()
+            .map(|(c, m)| (*c, m.kind.clone()))
+            .collect::<Vec<_>>(),
+        vec![(10, GossipKind::Gossip), (20, GossipKind::Gossip)],
+        "only the news went out"
+    );
 
     // A channel nobody registered is still relayed by the mesh, and the service hears nothing.
     let dns = GossipMsg {
