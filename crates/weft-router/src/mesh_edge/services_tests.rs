@@ -256,9 +256,7 @@ async fn a_fake_service_gets_its_channel_and_answers_through_the_handle() {
     assert_eq!(next(&mut log).await, Did::Unicast(name(9), false));
     let sent = pump.take_sent();
     assert_eq!(
-        sent.iter()
-            .map(|(c, m)| (*c, m.kind.clone()))
-            .collect::<Vec<_>>(),
+        sent.iter().map(|(c, m)| (*c, m.kind)).collect::<Vec<_>>(),
         vec![(10, GossipKind::Gossip), (20, GossipKind::Gossip)],
         "only the news went out"
     );
