@@ -14,4 +14,6 @@ pub mod topology;
 pub use peer_name::{PeerName, PeerNameError};
 
 #[cfg(test)]
+mod channel_tests;
+#[cfg(test)]
 mod relay_tests;

@@ -9,6 +9,22 @@
 //! done comes out of [`Mesh::poll_output`]: messages to send, connections to close, addresses to
 //! dial, targets to persist. Time is passed in; randomness comes from a seeded generator.
 //!
+//! # Channels implemented locally
+//!
+//! Gossip channels other than topology are relayed as Weave's surrogate channel relays them
+//! (reference §3.1), unless a local service implements them ([`MeshConfig::channels`], e.g.
+//! IPAM's `IPallocation`). For those the mesh hands the service what Weave's `Gossiper`
+//! callbacks get, as [`Output::Channel`] ([`ChannelEvent`]): tag 4 and tag 6 are delivered
+//! and not relayed (the service relays a broadcast with [`Mesh::relay_broadcast`] if it wants
+//! to, as Weave relays what `OnGossipBroadcast` returns); tag 5 to us is delivered, tag 5 to
+//! others is forwarded hop by hop as for any channel. The service's own sends are
+//! [`Mesh::broadcast`], [`Mesh::unicast`], [`Mesh::gossip_to`] (its full state down a new
+//! connection, [`ChannelEvent::NewConnection`]), [`Mesh::gossip_neighbours`] (every gossip
+//! interval, [`ChannelEvent::PeriodicGossip`]) and [`Mesh::relay_gossip`] (news from received
+//! gossip). Reachability changes come as one
+//! [`ChannelEvent::PeersChanged`] when the edge next drains the outputs after routes were
+//! recalculated, peers removed by garbage collection as [`ChannelEvent::PeerGone`].
+//!
 //! # Batching
 //!
 //! Tag-4 topology fan-outs decided while handling events are drawn (random neighbours) and
@@ -225,6 +241,11 @@ pub struct MeshConfig {
     pub seed: u64,
     /// Memory bounds against misbehaving peers; `MeshLimits::default()` normally.
     pub limits: MeshLimits,
+    /// Gossip channels implemented by local services (e.g. `IPallocation`, `nameserver`).
+    /// Their messages come out as [`Output::Channel`] instead of being relayed (see the
+    /// module docs, "Channels implemented locally"). Empty: every channel other than topology
+    /// is relayed, and no [`ChannelEvent`] is ever produced.
+    pub channels: Vec<String>,
 }
 
 /// What the remote said about itself in the handshake, plus how we reached it.
@@ -303,6 +324,58 @@ pub enum Output {
     Dial(Dial),
     /// The direct targets changed: persist them (for `--resume`).
     PersistTargets(Vec<String>),
+    /// Something for the services of [`MeshConfig::channels`] (never produced when that is
+    /// empty).
+    Channel(ChannelEvent),
+}
+
+/// What the mesh tells the services that implement gossip channels locally. Events naming a
+/// `channel` are for that channel's service; the others are for every service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelEvent {
+    /// Tag 4 received. `src` is the immediate sender. The mesh does not relay it: Weave relays
+    /// what `OnGossip` returns (IPAM: nothing), which a service does with
+    /// [`Mesh::relay_gossip`].
+    Gossip {
+        channel: String,
+        src: PeerName,
+        payload: Vec<u8>,
+    },
+    /// Tag 6 received. `src` is the originator. The mesh does not relay it: the service calls
+    /// [`Mesh::relay_broadcast`] with what should go on along `src`'s tree, if anything.
+    Broadcast {
+        channel: String,
+        src: PeerName,
+        payload: Vec<u8>,
+    },
+    /// Tag 5 addressed to us (unicasts for other peers are forwarded by the mesh).
+    Unicast {
+        channel: String,
+        src: PeerName,
+        payload: Vec<u8>,
+    },
+    /// A connection to a new or restarted peer, or to one we had no route to, was added
+    /// (Weave's `sendAllGossipDown`): each service sends it its full state with
+    /// [`Mesh::gossip_to`].
+    NewConnection { peer: PeerName },
+    /// The gossip interval (30 s) passed: each service sends its full state with
+    /// [`Mesh::gossip_neighbours`].
+    PeriodicGossip,
+    /// The set of reachable peers (or the UID of one) changed; [`Mesh::peer_infos`] has the
+    /// new view. Coalesced: at most one per call into the mesh.
+    PeersChanged,
+    /// Garbage collection removed an unreachable peer (Weave's `OnGC` → `PeerGone`).
+    PeerGone { peer: PeerName },
+}
+
+/// One peer of the table as the services see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub name: PeerName,
+    pub uid: u64,
+    pub nickname: String,
+    /// We have a gossip route to it (over all gossiped links, as gossip travels), or it is us.
+    pub reachable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -408,6 +481,13 @@ pub struct Mesh {
     termination_count: u64,
     stats: MeshStats,
     discovery_dirty: bool,
+    /// Channels implemented by local services (from [`MeshConfig::channels`]).
+    channels: BTreeSet<String>,
+    /// Reachable peers and their UIDs when the services were last told
+    /// ([`ChannelEvent::PeersChanged`]); compared after each route recalculation.
+    reach_seen: Vec<(PeerName, u64)>,
+    /// Routes were recalculated since `reach_seen` was compared.
+    reach_dirty: bool,
 }
 
 impl Mesh {
@@ -419,6 +499,19 @@ impl Mesh {
         let routes = Routes::calculate(&peers);
         let maker = ConnectionMaker::new(cfg.port, cfg.discovery, cfg.conn_limit, rng.next_u64());
         let next_gossip = now + cfg.timings.gossip_interval;
+        let channels: BTreeSet<String> = cfg
+            .channels
+            .iter()
+            .filter(|c| {
+                let topology = c.as_str() == TOPOLOGY_CHANNEL;
+                if topology {
+                    warn!("the topology channel is the mesh's own: not handed to a service");
+                }
+                !topology
+            })
+            .cloned()
+            .collect();
+        let reach_seen = vec![(cfg.name, cfg.uid)];
         Mesh {
             peers,
             routes,
@@ -439,6 +532,9 @@ impl Mesh {
             termination_count: 0,
             stats: MeshStats::default(),
             discovery_dirty: false,
+            channels,
+            reach_seen,
+            reach_dirty: false,
             cfg,
         }
     }
@@ -545,6 +641,12 @@ impl Mesh {
         if self.cfg.conn_limit > 0 && self.conns.len() >= self.cfg.conn_limit {
             return Err(Refusal::ConnLimit(self.cfg.conn_limit));
         }
+        // Weave sends every channel's full state down a connection to a restarted peer or one
+        // it had no (data-plane) route to (`handleAddConnection` → `sendAllGossipDown`).
+        let had_route = !self.channels.is_empty() && {
+            self.refresh_routes();
+            self.routes.unicast(hello.name).is_some()
+        };
         let fetched = self.peers.fetch_with_default(
             hello.name,
             &hello.nickname,
@@ -592,6 +694,12 @@ impl Mesh {
             // A new or restarted peer gets our whole view at once.
             let all: Vec<PeerName> = self.peers.names().collect();
             self.queue_topology(id, all);
+        }
+        if !self.channels.is_empty() && (fetched.is_restarted || !had_route) {
+            self.out
+                .push_back(Output::Channel(ChannelEvent::NewConnection {
+                    peer: hello.name,
+                }));
         }
         self.schedule_update(now, [self.cfg.name, hello.name]);
         self.routes_dirty = true;
@@ -645,6 +753,7 @@ impl Mesh {
                 for p in &gc.removed {
                     info!("removed unreachable peer {p}");
                 }
+                self.peers_gone(&gc.removed);
             }
             Err(e) => debug!("deleting connection to {}: {e}", c.remote),
         }
@@ -680,6 +789,10 @@ impl Mesh {
         if msg.channel == TOPOLOGY_CHANNEL {
             return self.handle_topology(now, sender, msg);
         }
+        if self.channels.contains(&msg.channel) {
+            self.deliver(msg);
+            return Ok(());
+        }
         // A channel we do not implement (IPAM, DNS of a Weave peer): relay it faithfully.
         match msg.kind {
             GossipKind::Gossip => {
@@ -689,7 +802,7 @@ impl Mesh {
                     self.send_to_neighbours(Some(sender), &relay);
                 }
             }
-            GossipKind::Broadcast => self.relay_broadcast(&msg),
+            GossipKind::Broadcast => self.send_along_tree(&msg),
             GossipKind::Unicast { dst } if dst == self.cfg.name => {
                 debug!(
                     "dropping {} unicast for us: channel not implemented",
@@ -743,7 +856,7 @@ impl Mesh {
                     ..msg
                 };
                 self.routes_dirty = true;
-                self.relay_broadcast(&relay);
+                self.send_along_tree(&relay);
             }
             _ => {
                 if !outcome.improved.is_empty() {
@@ -774,7 +887,8 @@ impl Mesh {
         self.seen.bytes
     }
 
-    fn relay_broadcast(&mut self, msg: &GossipMsg) {
+    /// Send `msg` to our hops of its originator's broadcast tree (over all gossiped links).
+    fn send_along_tree(&mut self, msg: &GossipMsg) {
         self.refresh_routes();
         let hops = self.routes.broadcast_all(msg.src).to_vec();
         for hop in hops {
@@ -886,6 +1000,7 @@ impl Mesh {
         if self.routes_dirty {
             self.routes = Routes::calculate(&self.peers);
             self.routes_dirty = false;
+            self.reach_dirty = true;
         }
     }
 
@@ -919,6 +1034,187 @@ impl Mesh {
         self.drain_maker();
     }
 
+    // ------------------------------------------------------------------ channels
+
+    /// The gossip channels local services implement.
+    pub fn channels(&self) -> impl Iterator<Item = &str> {
+        self.channels.iter().map(String::as_str)
+    }
+
+    /// A message on a channel a local service implements: hand it over (tag 5 for another
+    /// peer is forwarded, as for any channel).
+    fn deliver(&mut self, msg: GossipMsg) {
+        let GossipMsg {
+            kind,
+            channel,
+            src,
+            payload,
+        } = msg;
+        let event = match kind {
+            GossipKind::Gossip => ChannelEvent::Gossip {
+                channel,
+                src,
+                payload,
+            },
+            GossipKind::Broadcast => ChannelEvent::Broadcast {
+                channel,
+                src,
+                payload,
+            },
+            GossipKind::Unicast { dst } if dst == self.cfg.name => ChannelEvent::Unicast {
+                channel,
+                src,
+                payload,
+            },
+            GossipKind::Unicast { dst } => {
+                let msg = GossipMsg {
+                    kind,
+                    channel,
+                    src,
+                    payload,
+                };
+                self.relay_unicast(dst, msg);
+                return;
+            }
+        };
+        self.out.push_back(Output::Channel(event));
+    }
+
+    fn peers_gone(&mut self, removed: &[PeerName]) {
+        if self.channels.is_empty() {
+            return;
+        }
+        for &peer in removed {
+            self.out
+                .push_back(Output::Channel(ChannelEvent::PeerGone { peer }));
+        }
+    }
+
+    /// Reachable peers and their UIDs, in name order (us included).
+    fn reachable(&self) -> Vec<(PeerName, u64)> {
+        let me = self.cfg.name;
+        self.peers
+            .iter()
+            .filter(|p| p.name() == me || self.routes.unicast_all(p.name()).is_some())
+            .map(|p| (p.name(), p.uid()))
+            .collect()
+    }
+
+    /// Tell the services once if the routes changed who is reachable.
+    fn check_reachability(&mut self) {
+        if self.channels.is_empty() || !(self.reach_dirty || self.routes_dirty) {
+            return;
+        }
+        self.refresh_routes();
+        self.reach_dirty = false;
+        let now = self.reachable();
+        if now != self.reach_seen {
+            self.reach_seen = now;
+            self.out
+                .push_back(Output::Channel(ChannelEvent::PeersChanged));
+        }
+    }
+
+    /// Tag 6 from us on `channel`, along our broadcast tree (Weave's `GossipBroadcast`).
+    pub fn broadcast(&mut self, channel: &str, payload: Vec<u8>) {
+        let origin = self.cfg.name;
+        self.relay_broadcast(channel, origin, payload);
+    }
+
+    /// Tag 6 on `channel` keeping `origin` as its source, to our hops of `origin`'s broadcast
+    /// tree: what a service passes on of a [`ChannelEvent::Broadcast`] it received.
+    pub fn relay_broadcast(&mut self, channel: &str, origin: PeerName, payload: Vec<u8>) {
+        let msg = GossipMsg {
+            kind: GossipKind::Broadcast,
+            channel: channel.to_owned(),
+            src: origin,
+            payload,
+        };
+        self.send_along_tree(&msg);
+    }
+
+    /// Tag 5 from us to `dst` on `channel`, via the next hop of the gossip routes. False if
+    /// there is no route (or no connection to the next hop), or `dst` is us.
+    pub fn unicast(&mut self, channel: &str, dst: PeerName, payload: Vec<u8>) -> bool {
+        self.refresh_routes();
+        let Some(hop) = self.routes.unicast_all(dst) else {
+            return false;
+        };
+        let Some(&conn) = self.by_peer.get(&hop) else {
+            return false;
+        };
+        let msg = GossipMsg {
+            kind: GossipKind::Unicast { dst },
+            channel: channel.to_owned(),
+            src: self.cfg.name,
+            payload,
+        };
+        self.push_send(conn, msg);
+        true
+    }
+
+    /// Tag 4 from us on `channel` down the connection to `peer` (the answer to
+    /// [`ChannelEvent::NewConnection`]). False if we have no connection to it.
+    pub fn gossip_to(&mut self, peer: PeerName, channel: &str, payload: Vec<u8>) -> bool {
+        let Some(&conn) = self.by_peer.get(&peer) else {
+            return false;
+        };
+        let msg = GossipMsg {
+            kind: GossipKind::Gossip,
+            channel: channel.to_owned(),
+            src: self.cfg.name,
+            payload,
+        };
+        self.push_send(conn, msg);
+        true
+    }
+
+    /// Tag 4 from us on `channel` to Weave's random subset of neighbours (the answer to
+    /// [`ChannelEvent::PeriodicGossip`]; Weave's `GossipChannel.Send`).
+    pub fn gossip_neighbours(&mut self, channel: &str, payload: Vec<u8>) {
+        let msg = GossipMsg {
+            kind: GossipKind::Gossip,
+            channel: channel.to_owned(),
+            src: self.cfg.name,
+            payload,
+        };
+        self.send_to_neighbours(None, &msg);
+    }
+
+    /// Tag 4 from us on `channel` to the random subset of neighbours other than `from`: how
+    /// Weave passes on what a channel's `OnGossip` returned for gossip received from `from`
+    /// (DNS returns its news; IPAM nothing).
+    pub fn relay_gossip(&mut self, channel: &str, from: PeerName, payload: Vec<u8>) {
+        let msg = GossipMsg {
+            kind: GossipKind::Gossip,
+            channel: channel.to_owned(),
+            src: self.cfg.name,
+            payload,
+        };
+        self.send_to_neighbours(Some(from), &msg);
+    }
+
+    /// Every peer of the table, us included, in name order, with whether we reach it.
+    pub fn peer_infos(&mut self) -> Vec<PeerInfo> {
+        self.refresh_routes();
+        let me = self.cfg.name;
+        self.peers
+            .iter()
+            .map(|p| PeerInfo {
+                name: p.name(),
+                uid: p.uid(),
+                nickname: p.nick_name().to_owned(),
+                reachable: p.name() == me || self.routes.unicast_all(p.name()).is_some(),
+            })
+            .collect()
+    }
+
+    /// How many direct targets (command line and `weft connect`) the connection maker has:
+    /// what Weave's IPAM derives its default quorum from.
+    pub fn direct_target_count(&self) -> usize {
+        self.maker.direct_targets().len()
+    }
+
     // ------------------------------------------------------------------ time
 
     /// Run whatever is due at `now`.
@@ -929,6 +1225,7 @@ impl Mesh {
             for p in &gc.removed {
                 info!("removed unreachable peer {p}");
             }
+            self.peers_gone(&gc.removed);
             if !gc.removed.is_empty() {
                 self.routes_dirty = true;
                 self.discovery_dirty = true;
@@ -946,6 +1243,10 @@ impl Mesh {
             self.next_gossip = now + self.cfg.timings.gossip_interval;
             let all: Vec<PeerName> = self.peers.names().collect();
             self.topology_to_neighbours(None, all);
+            if !self.channels.is_empty() {
+                self.out
+                    .push_back(Output::Channel(ChannelEvent::PeriodicGossip));
+            }
         }
         if self.next_seen_sweep <= now {
             self.next_seen_sweep = now + self.cfg.timings.duplicate_memory;
@@ -975,6 +1276,9 @@ impl Mesh {
     pub fn poll_output(&mut self) -> Option<Output> {
         if self.out.is_empty() && !(self.topo_pending.is_empty() && self.topo_fanout.is_empty()) {
             self.flush_topology();
+        }
+        if self.out.is_empty() {
+            self.check_reachability();
         }
         self.out.pop_front()
     }
@@ -1108,6 +1412,7 @@ mod flood_tests {
             timings: MeshTimings::default(),
             seed: 1,
             limits,
+            channels: Vec::new(),
         };
         let mut m = Mesh::new(cfg, now);
         // Two neighbours: the flooder (conn 1) and a bystander (conn 2) to relay to.

@@ -28,6 +28,7 @@ fn middle() -> (Mesh, Instant) {
             conn_limit: 0,
             timings: MeshTimings::default(),
             limits: MeshLimits::default(),
+            channels: Vec::new(),
             seed: 5,
         },
         now,

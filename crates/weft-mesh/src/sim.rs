@@ -6,14 +6,21 @@
 //! latency later, [`Mesh::connection_established`], which is what the wire and overlay layers
 //! report in a real router. Gossip messages travel as [`GossipMsg`] values and are delivered
 //! in time order.
+//!
+//! A node may host a [`SimService`]: the simulated counterpart of a router's service task
+//! (IPAM, DNS) for a channel listed in its [`MeshConfig::channels`]. It receives the node's
+//! [`ChannelEvent`]s as the node produces them, answers through the node's [`Mesh`] methods
+//! (`gossip_to`, `broadcast`, `unicast`…) and may have a timer of its own, so a service's
+//! state machine runs over the real mesh core.
 
+use std::any::Any;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use crate::gossip::GossipMsg;
-use crate::mesh::{ConnId, Hello, Mesh, MeshConfig, MeshLimits, MeshTimings, Output};
+use crate::mesh::{ChannelEvent, ConnId, Hello, Mesh, MeshConfig, MeshLimits, MeshTimings, Output};
 use crate::PeerName;
 
 /// Totals of one simulated run.
@@ -56,12 +63,27 @@ impl Ord for GossipMsgOrd {
     }
 }
 
+/// A service hosted by a simulated node (see the module docs). `Any` lets a test get its
+/// concrete type back ([`Sim::service`], [`Sim::with_service`]).
+pub trait SimService: Any {
+    /// One event of the node's mesh; answer through `mesh`.
+    fn on_event(&mut self, now: Instant, event: ChannelEvent, mesh: &mut Mesh);
+    /// When [`SimService::handle_timeout`] should next run.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    /// The service's timer came due.
+    fn handle_timeout(&mut self, _now: Instant, _mesh: &mut Mesh) {}
+}
+
 /// The simulated mesh.
 pub struct Sim {
     pub now: Instant,
     /// The routers. Read freely; change one through [`Sim::with_node`] so that its outputs
     /// and timer are picked up.
     pub nodes: Vec<Mesh>,
+    /// The service each node hosts, if any.
+    services: Vec<Option<Box<dyn SimService>>>,
     latency: Duration,
     /// conn id → (owner node, peer node, the peer's conn id)
     conns: BTreeMap<ConnId, (usize, usize, ConnId)>,
@@ -91,6 +113,7 @@ pub fn node_config(i: usize, seed: u64) -> MeshConfig {
         timings: MeshTimings::default(),
         seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         limits: MeshLimits::default(),
+        channels: Vec::new(),
     }
 }
 
@@ -124,6 +147,7 @@ impl Sim {
         Sim {
             now,
             nodes,
+            services: (0..n).map(|_| None).collect(),
             latency,
             conns: BTreeMap::new(),
             links: BTreeMap::new(),
@@ -153,11 +177,48 @@ impl Sim {
         f(&mut self.nodes[i], now)
     }
 
+    /// Let node `i` host `service` (replacing any it had): it gets the node's channel events
+    /// from now on.
+    pub fn set_service(&mut self, i: usize, service: Box<dyn SimService>) {
+        self.services[i] = Some(service);
+        self.touch(i);
+    }
+
+    /// The service node `i` hosts, if it is an `S`.
+    pub fn service<S: SimService>(&self, i: usize) -> Option<&S> {
+        let s: &dyn Any = self.services.get(i)?.as_deref()?;
+        s.downcast_ref()
+    }
+
+    /// Run `f` on node `i`'s service (if it is an `S`) and mesh, e.g. to make a request of
+    /// it in a test; the node's outputs and timers are picked up afterwards.
+    pub fn with_service<S: SimService, T>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut S, &mut Mesh, Instant) -> T,
+    ) -> Option<T> {
+        self.touch(i);
+        let now = self.now;
+        let s: &mut dyn Any = self.services.get_mut(i)?.as_deref_mut()?;
+        let s = s.downcast_mut::<S>()?;
+        Some(f(s, &mut self.nodes[i], now))
+    }
+
+    /// When node `i` next has something due: its mesh's or its service's timer.
+    fn due(&self, i: usize) -> Option<Instant> {
+        let service = self.services[i].as_ref().and_then(|s| s.poll_timeout());
+        [self.nodes[i].poll_timeout(), service]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     /// Add a router that is not connected to anything yet; returns its index. `config` gets
     /// the new index (start from [`node_config`]).
     pub fn add_node(&mut self, config: impl FnOnce(usize) -> MeshConfig) -> usize {
         let i = self.nodes.len();
         self.nodes.push(Mesh::new(config(i), self.now));
+        self.services.push(None);
         self.is_touched.push(false);
         self.touch(i);
         i
@@ -244,10 +305,15 @@ impl Sim {
                             self.disconnect(a, b);
                         }
                     }
+                    Output::Channel(event) => {
+                        if let Some(service) = self.services[i].as_mut() {
+                            service.on_event(self.now, event, &mut self.nodes[i]);
+                        }
+                    }
                     Output::Dial(_) | Output::PersistTargets(_) => {}
                 }
             }
-            if let Some(t) = self.nodes[i].poll_timeout() {
+            if let Some(t) = self.due(i) {
                 self.timers.push(Reverse((t, i)));
             }
         }
@@ -256,7 +322,7 @@ impl Sim {
     /// The earliest registered timer that is still current.
     fn next_timer(&mut self) -> Option<Instant> {
         while let Some(&Reverse((t, i))) = self.timers.peek() {
-            if self.nodes[i].poll_timeout() == Some(t) {
+            if self.due(i) == Some(t) {
                 return Some(t);
             }
             self.timers.pop();
@@ -271,6 +337,13 @@ impl Sim {
     /// Cost per step is proportional to the nodes that have something to do (a heap of
     /// timers, a list of touched nodes), not to the size of the mesh.
     pub fn run_until_converged(&mut self, limit: Duration) -> SimReport {
+        self.run_until(limit, Sim::converged)
+    }
+
+    /// Advance until nothing is in flight and `done` holds, or `limit` of simulated time
+    /// passes (`converged_after` is then `None`). `done` is asked whenever the queue of
+    /// messages is empty, e.g. "every service agrees".
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) -> SimReport {
         let start = self.now;
         let (m0, b0) = (self.messages, self.bytes);
         let deadline = start + limit;
@@ -279,7 +352,7 @@ impl Sim {
             self.collect();
             let next_timer = self.next_timer();
             let next_event = self.queue.peek().map(|Reverse(e)| e.at);
-            if next_event.is_none() && self.converged() {
+            if next_event.is_none() && done(self) {
                 converged_after = Some(self.now - start);
                 break;
             }
@@ -321,6 +394,16 @@ impl Sim {
                 if self.nodes[i].poll_timeout().is_some_and(|t| t <= now) {
                     self.touch(i);
                     self.nodes[i].handle_timeout(now);
+                }
+                let service_due = self.services[i]
+                    .as_ref()
+                    .and_then(|s| s.poll_timeout())
+                    .is_some_and(|t| t <= now);
+                if service_due {
+                    self.touch(i);
+                    if let Some(service) = self.services[i].as_mut() {
+                        service.handle_timeout(now, &mut self.nodes[i]);
+                    }
                 }
             }
         }
@@ -419,6 +502,170 @@ pub fn random_mesh_links(n: usize, k: usize, seed: u64) -> Vec<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A toy service on channel "max": every node learns the highest value any node holds.
+    /// Broadcasts are relayed when they raise the value (as Weave relays what
+    /// `OnGossipBroadcast` returns); tag-4 gossip is not relayed (as IPAM).
+    #[derive(Default)]
+    struct MaxService {
+        value: u64,
+        unicasts: Vec<(PeerName, Vec<u8>)>,
+        /// Broadcast this value when the time comes.
+        announce: Option<(Instant, u64)>,
+        new_connections: usize,
+    }
+
+    const MAX: &str = "max";
+
+    fn decode(payload: &[u8]) -> u64 {
+        payload
+            .try_into()
+            .map(u64::from_be_bytes)
+            .expect("8-byte values in this test")
+    }
+
+    impl SimService for MaxService {
+        fn on_event(&mut self, _now: Instant, event: ChannelEvent, mesh: &mut Mesh) {
+            match event {
+                ChannelEvent::Gossip { payload, .. } => {
+                    self.value = self.value.max(decode(&payload));
+                }
+                ChannelEvent::Broadcast { src, payload, .. } => {
+                    let v = decode(&payload);
+                    if v > self.value {
+                        self.value = v;
+                        mesh.relay_broadcast(MAX, src, payload);
+                    }
+                }
+                ChannelEvent::Unicast { src, payload, .. } => self.unicasts.push((src, payload)),
+                ChannelEvent::NewConnection { peer } => {
+                    self.new_connections += 1;
+                    mesh.gossip_to(peer, MAX, self.value.to_be_bytes().to_vec());
+                }
+                ChannelEvent::PeriodicGossip => {
+                    mesh.gossip_neighbours(MAX, self.value.to_be_bytes().to_vec())
+                }
+                ChannelEvent::PeersChanged | ChannelEvent::PeerGone { .. } => {}
+            }
+        }
+
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.announce.map(|(at, _)| at)
+        }
+
+        fn handle_timeout(&mut self, now: Instant, mesh: &mut Mesh) {
+            if let Some((at, v)) = self.announce {
+                if at <= now {
+                    self.announce = None;
+                    self.value = self.value.max(v);
+                    mesh.broadcast(MAX, v.to_be_bytes().to_vec());
+                }
+            }
+        }
+    }
+
+    /// `n` nodes in a line, each hosting a `MaxService`, topology converged.
+    fn line_with_services(n: usize) -> Sim {
+        let mut sim = Sim::with_configs(n, Duration::from_millis(1), |i| MeshConfig {
+            channels: vec![MAX.into()],
+            ..node_config(i, 3)
+        });
+        for i in 0..n {
+            sim.set_service(i, Box::new(MaxService::default()));
+        }
+        for i in 1..n {
+            sim.connect(i - 1, i);
+        }
+        let r = sim.run_until_converged(Duration::from_secs(60));
+        assert!(r.converged_after.is_some(), "{r:?}");
+        sim
+    }
+
+    fn all_hold(v: u64) -> impl FnMut(&Sim) -> bool {
+        move |sim: &Sim| {
+            (0..sim.nodes.len()).all(|i| sim.service::<MaxService>(i).is_some_and(|s| s.value == v))
+        }
+    }
+
+    #[test]
+    fn a_service_broadcast_crosses_the_line_by_relays() {
+        let mut sim = line_with_services(6);
+        // Every link was new to both ends.
+        let news: usize = (0..6)
+            .map(|i| sim.service::<MaxService>(i).unwrap().new_connections)
+            .sum();
+        assert_eq!(news, 2 * 5);
+        sim.with_service::<MaxService, _>(0, |s, mesh, _| {
+            s.value = 42;
+            mesh.broadcast(MAX, 42u64.to_be_bytes().to_vec());
+        })
+        .unwrap();
+        let r = sim.run_until(Duration::from_secs(60), all_hold(42));
+        let took = r.converged_after.expect("every node learned 42");
+        // Five hops of 1 ms, not a gossip interval.
+        assert!(took <= Duration::from_millis(10), "{took:?}");
+    }
+
+    #[test]
+    fn a_newcomer_gets_the_state_down_its_new_connection() {
+        let mut sim = line_with_services(4);
+        sim.with_service::<MaxService, _>(2, |s, _, _| s.value = 7)
+            .unwrap();
+        let i = sim.add_node(|i| MeshConfig {
+            channels: vec![MAX.into()],
+            ..node_config(i, 3)
+        });
+        sim.set_service(i, Box::new(MaxService::default()));
+        sim.connect(2, i);
+        let r = sim.run_until(Duration::from_secs(60), |sim| {
+            sim.service::<MaxService>(i).is_some_and(|s| s.value == 7)
+        });
+        let took = r.converged_after.expect("the newcomer learned 7");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+
+    #[test]
+    fn periodic_gossip_alone_spreads_state() {
+        let mut sim = line_with_services(5);
+        // Set without telling anyone: only the 30 s gossip (not relayed on) carries it.
+        sim.with_service::<MaxService, _>(0, |s, _, _| s.value = 5)
+            .unwrap();
+        let r = sim.run_until(Duration::from_secs(600), all_hold(5));
+        let took = r.converged_after.expect("periodic gossip spread 5");
+        assert!(took >= Duration::from_secs(30), "{took:?}");
+    }
+
+    #[test]
+    fn service_timers_and_unicast_across_hops() {
+        let mut sim = line_with_services(5);
+        let start = sim.now;
+        sim.with_service::<MaxService, _>(3, |s, _, now| {
+            s.announce = Some((now + Duration::from_secs(10), 99));
+        })
+        .unwrap();
+        let r = sim.run_until(Duration::from_secs(60), all_hold(99));
+        let took = r.converged_after.expect("the timed announcement spread");
+        assert!(took >= Duration::from_secs(10), "{took:?}");
+        assert!(sim.now - start < Duration::from_secs(11));
+        let sent = sim
+            .with_service::<MaxService, _>(0, |_, mesh, _| {
+                mesh.unicast(MAX, node_name(4), b"hi".to_vec())
+            })
+            .unwrap();
+        assert!(sent, "a route to node 4");
+        let r = sim.run_until(Duration::from_secs(5), |sim| {
+            !sim.service::<MaxService>(4).unwrap().unicasts.is_empty()
+        });
+        assert!(r.converged_after.is_some(), "{r:?}");
+        let got = &sim.service::<MaxService>(4).unwrap().unicasts;
+        assert_eq!(got, &vec![(node_name(0), b"hi".to_vec())]);
+        for i in 1..4 {
+            assert!(
+                sim.service::<MaxService>(i).unwrap().unicasts.is_empty(),
+                "relays do not deliver"
+            );
+        }
+    }
 
     #[test]
     fn three_in_a_line_learn_each_other() {

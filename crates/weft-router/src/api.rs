@@ -66,12 +66,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 /// A consistent snapshot of everything the status views show.
 async fn snapshot(s: &ApiState) -> Result<RouterStatus, Response> {
-    snapshot_with_data(s).await.map(|(st, _, _)| st)
+    snapshot_with_data(s).await.map(|(st, ..)| st)
 }
 
 async fn snapshot_with_data(
     s: &ApiState,
-) -> Result<(RouterStatus, DataStats, ConnStats), Response> {
+) -> Result<(RouterStatus, DataStats, ConnStats, ChannelDrops), Response> {
     let (tx, rx) = oneshot::channel();
     let unavailable = || {
         text(
@@ -90,8 +90,11 @@ async fn snapshot_with_data(
     if let Some(ipam) = &s.ipam {
         st.ipam = Some(ipam.status().await.map_err(|_| unavailable())?);
     }
-    Ok((st, snap.data, snap.conns))
+    Ok((st, snap.data, snap.conns, snap.channel_events_dropped))
 }
+
+/// Events dropped per gossip channel a local service implements.
+type ChannelDrops = Vec<(String, u64)>;
 
 async fn status_main(State(s): State<Arc<ApiState>>) -> Response {
     match snapshot(&s).await {
@@ -290,10 +293,11 @@ fn template_response(result: Result<String, TemplateError>) -> Response {
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
     match snapshot_with_data(&s).await {
-        Ok((st, data, conns)) => {
+        Ok((st, data, conns, drops)) => {
             let mut body = metrics::render_metrics(&st);
             body.push_str(&data_metrics(&data));
             body.push_str(&conn_metrics(&conns));
+            body.push_str(&channel_metrics(&drops));
             (
                 [(
                     header::CONTENT_TYPE,
@@ -392,6 +396,24 @@ fn conn_metrics(c: &ConnStats) -> String {
          weft_connections_closed_total{{reason=\"write_timeout\"}} {}\n",
         c.not_reading, c.write_timeouts
     ));
+    out
+}
+
+/// Events the mesh could not hand to a slow service, per channel (nothing without services).
+fn channel_metrics(drops: &[(String, u64)]) -> String {
+    if drops.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "# HELP weft_channel_events_dropped_total Gossip channel events dropped because the local service's queue was full.\n\
+         # TYPE weft_channel_events_dropped_total counter\n",
+    );
+    for (channel, n) in drops {
+        out.push_str(&format!(
+            "weft_channel_events_dropped_total{{channel=\"{}\"}} {n}\n",
+            crate::metrics::escape_label(channel)
+        ));
+    }
     out
 }
 

@@ -223,7 +223,9 @@ pub async fn run(
         "weft router started"
     );
     let tap = bridge::ensure(identity.name).map_err(|e| RouterError::Bridge(e.to_string()))?;
-    let mesh = mesh_edge::start(settings, tcp, udp, tap).map_err(RouterError::Serve)?;
+    // Services implementing gossip channels (IPAM, DNS) register here, before the mesh starts.
+    let services = mesh_edge::services::Services::new();
+    let mesh = mesh_edge::start(settings, tcp, udp, tap, services).map_err(RouterError::Serve)?;
     let state = Arc::new(api::ApiState::new(mesh));
     systemd::notify("READY=1");
     axum::serve(listener, api::router(state))

@@ -113,6 +113,9 @@ pub struct MeshSnapshot {
     pub data: DataStats,
     /// Mesh connections refused or closed to protect the router.
     pub conns: ConnStats,
+    /// Per gossip channel implemented by a local service: events dropped because the
+    /// service's queue was full.
+    pub channel_events_dropped: Vec<(String, u64)>,
 }
 
 /// Mesh connections refused or closed to protect the router.
@@ -128,10 +131,17 @@ pub struct ConnStats {
     pub write_timeouts: u64,
 }
 
-/// A handle the API uses to reach the actor.
+/// A handle the API and the services use to reach the actor (the services' methods are in
+/// [`services`]).
 #[derive(Clone)]
 pub struct MeshHandle {
     tx: mpsc::Sender<Input>,
+}
+
+impl std::fmt::Debug for MeshHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshHandle").finish_non_exhaustive()
+    }
 }
 
 impl MeshHandle {
@@ -163,6 +173,8 @@ enum Input {
         write_stalled: bool,
     },
     Api(ApiRequest),
+    /// A service's command for the mesh (see [`services`]).
+    Service(ServiceCommand),
 }
 
 /// Big frame buffers reused for captured frames, so capturing a 64 KiB frame neither
@@ -269,14 +281,16 @@ const ATTRS_REFRESH: Duration = Duration::from_secs(1);
 const BATCH: usize = 63;
 
 /// Start the mesh: the listener and the actor, with the TAP as the data plane's capture
-/// device. Returns the API handle.
+/// device, and the gossip channels of the `services` registered so far. Returns the API
+/// handle.
 pub fn start(
     settings: MeshSettings,
     tcp: TcpListener,
     udp: UdpSocket,
     tap: weft_kernel::Tap,
+    services: Services,
 ) -> io::Result<MeshHandle> {
-    let (tx, rx) = mpsc::channel(1024);
+    let Services { tx, rx, router } = services;
     let tap = std::fs::File::from(tap.into_fd());
     // Frames from the bridge are read by the actor itself when the TAP is readable: no
     // hand-off between threads per frame.
@@ -309,6 +323,7 @@ pub fn start(
             timings: MeshTimings::default(),
             limits: MeshLimits::default(),
             seed: rand::random(),
+            channels: router.names(),
         },
         now,
     );
@@ -338,6 +353,7 @@ pub fn start(
         segment_keys: Box::default(),
         gate,
         conn_stats: ConnStats::default(),
+        channels: router,
     };
     tokio::spawn(actor.run(rx));
     Ok(MeshHandle { tx })
@@ -441,6 +457,8 @@ struct Actor {
     /// Caps on inbound connections in the handshake (shared with the accept loop).
     gate: HandshakeGate,
     conn_stats: ConnStats,
+    /// The queues of the services implementing gossip channels.
+    channels: ChannelRouter,
 }
 
 /// A frame queued for a next hop.
@@ -1128,6 +1146,7 @@ impl Actor {
                 write_stalled,
             } => self.closed(now, conn, error, io_error, write_stalled),
             Input::Api(req) => self.api(now, req),
+            Input::Service(cmd) => services::apply(&mut self.mesh, cmd),
         }
     }
 
@@ -1535,6 +1554,7 @@ impl Actor {
                         refused: self.gate.refused().to_vec(),
                         ..self.conn_stats.clone()
                     },
+                    channel_events_dropped: self.channels.dropped(),
                 };
                 let _ = reply.send(snap);
             }
@@ -1636,6 +1656,7 @@ impl Actor {
                     Output::PersistTargets(targets) => {
                         persist_targets(&self.settings.targets_file, &targets)
                     }
+                    Output::Channel(event) => self.channels.dispatch(event),
                 }
             }
             if !busy {
@@ -1718,6 +1739,10 @@ pub const ALL_ADDRESSES: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 mod conn;
 use conn::{accept_loop, conn_task, ConnCtl, CMD_QUEUE, WRITE_TIMEOUT};
+pub mod services;
+use services::{ChannelRouter, ServiceCommand, Services};
 
 #[cfg(test)]
 mod conn_tests;
+#[cfg(test)]
+mod services_tests;
