@@ -24,5 +24,6 @@
     )
 )]
 
+pub mod codec;
 pub mod paxos;
 pub mod wire;
