@@ -24,5 +24,16 @@
     )
 )]
 
+pub mod addr;
+pub mod allocator;
+pub mod codec;
 pub mod paxos;
+pub mod ring;
+pub mod space;
 pub mod wire;
+
+pub use addr::{Cidr, Range};
+pub use allocator::{
+    Allocator, Config, EntryStatus, InitMode, IpamError, IpamStatus, Now, Output, Owned, PeerInfo,
+    PeerShare, Persisted, Reply, ReqId,
+};
