@@ -10,6 +10,7 @@
 //! namespace is gone, or `pid:PID` whose process is gone, is released (Docker containers are
 //! released on their die/destroy events once the Docker integration lands).
 
+pub mod http;
 pub mod store;
 
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use weft_ipam::allocator::{
 use weft_mesh::mesh::ChannelEvent;
 use weft_mesh::PeerName;
 
-use crate::mesh_edge::services::ServiceHandle;
+use crate::mesh_edge::MeshHandle;
 
 /// Weave's gossip channel name for IPAM.
 pub const CHANNEL: &str = "IPallocation";
@@ -242,14 +243,14 @@ pub enum IpamStartError {
     Store(#[from] store::StoreError),
 }
 
-/// Open the store, build the allocator from what was persisted, and start the task.
+/// Open the store, load what was persisted, and start the task (which builds the allocator
+/// once the mesh has told it this run's peer UID).
 pub fn start(
     settings: IpamSettings,
     data_dir: &std::path::Path,
     name: PeerName,
-    uid: u64,
     nickname: String,
-    mesh: ServiceHandle,
+    mesh: MeshHandle,
     events: mpsc::Receiver<ChannelEvent>,
 ) -> Result<IpamHandle, IpamStartError> {
     let path: PathBuf = store::path(data_dir);
@@ -264,17 +265,6 @@ pub fn start(
     if persisted.is_some() {
         info!("IPAM: loaded persisted state from {}", path.display());
     }
-    let cfg = Config {
-        name,
-        uid,
-        nickname,
-        universe: settings.universe,
-        default_subnet: settings.default_subnet,
-        init: settings.init.clone(),
-        seed: rand::random(),
-        dead_after: settings.dead_after,
-    };
-    let alloc = Allocator::new(cfg, persisted, now());
     let (tx, rx) = mpsc::channel(QUEUE);
     let handle = IpamHandle {
         tx,
@@ -282,20 +272,37 @@ pub fn start(
         default_subnet: settings.default_subnet,
         universe: settings.universe,
     };
-    let task = Task {
-        alloc,
-        store,
-        mesh,
-        waiting: HashMap::new(),
-    };
-    tokio::spawn(task.run(rx, events));
+    tokio::spawn(async move {
+        // This run's UID (Paxos names nodes by name and UID) comes from the mesh.
+        let uid = match mesh.peer_infos().await {
+            Ok(p) => p.peers.iter().find(|p| p.name == name).map_or(0, |p| p.uid),
+            Err(_) => return,
+        };
+        let cfg = Config {
+            name,
+            uid,
+            nickname,
+            universe: settings.universe,
+            default_subnet: settings.default_subnet,
+            init: settings.init.clone(),
+            seed: rand::random(),
+            dead_after: settings.dead_after,
+        };
+        let task = Task {
+            alloc: Allocator::new(cfg, persisted, now()),
+            store,
+            mesh,
+            waiting: HashMap::new(),
+        };
+        task.run(rx, events).await
+    });
     Ok(handle)
 }
 
 struct Task {
     alloc: Allocator,
     store: store::Store,
-    mesh: ServiceHandle,
+    mesh: MeshHandle,
     waiting: HashMap<ReqId, Answer<Result<Reply, IpamError>>>,
 }
 
@@ -409,7 +416,9 @@ impl Task {
             }
             ChannelEvent::Broadcast { src, payload, .. } => {
                 match self.alloc.on_broadcast(n, src, &payload) {
-                    Ok(Some(relay)) => self.mesh.relay_broadcast(CHANNEL, src, relay).await,
+                    Ok(Some(relay)) => {
+                        let _ = self.mesh.relay_broadcast(CHANNEL, src, relay).await;
+                    }
                     Ok(None) => {}
                     Err(e) => warn!("IPAM broadcast from {src} refused: {e}"),
                 }
@@ -421,11 +430,11 @@ impl Task {
             }
             ChannelEvent::NewConnection { peer } => {
                 let payload = self.alloc.gossip(n);
-                self.mesh.gossip_to(peer, CHANNEL, payload).await;
+                let _ = self.mesh.gossip_to(peer, CHANNEL, payload).await;
             }
             ChannelEvent::PeriodicGossip => {
                 let payload = self.alloc.gossip(n);
-                self.mesh.gossip_neighbours(CHANNEL, payload).await;
+                let _ = self.mesh.gossip_neighbours(CHANNEL, payload).await;
             }
             ChannelEvent::PeersChanged => self.refresh_peers().await,
             ChannelEvent::PeerGone { peer } => self.alloc.peer_gone(n, peer),
@@ -433,8 +442,10 @@ impl Task {
     }
 
     async fn refresh_peers(&mut self) {
-        if let Some((peers, targets)) = self.mesh.peer_infos().await {
-            let peers: Vec<weft_ipam::allocator::PeerInfo> = peers
+        if let Ok(m) = self.mesh.peer_infos().await {
+            let targets = m.direct_targets;
+            let peers: Vec<weft_ipam::allocator::PeerInfo> = m
+                .peers
                 .into_iter()
                 .map(|p| weft_ipam::allocator::PeerInfo {
                     name: p.name,
@@ -467,9 +478,11 @@ impl Task {
                         let _ = tx.send(result);
                     }
                 }
-                Output::Broadcast(payload) => self.mesh.broadcast(CHANNEL, payload).await,
+                Output::Broadcast(payload) => {
+                    let _ = self.mesh.broadcast(CHANNEL, payload).await;
+                }
                 Output::Unicast { dst, payload } => {
-                    if !self.mesh.unicast(CHANNEL, dst, payload).await {
+                    if let Ok(false) = self.mesh.unicast(CHANNEL, dst, payload).await {
                         warn!("IPAM: no route to {dst}; message dropped (it is retried on the next tick)");
                     }
                 }

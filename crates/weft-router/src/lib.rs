@@ -8,6 +8,7 @@ pub mod api;
 pub mod bridge;
 pub mod handshake_gate;
 pub mod identity;
+pub mod ipam;
 pub mod mesh_edge;
 pub mod metrics;
 pub mod sleeve_io;
@@ -46,6 +47,8 @@ pub struct RouterConfig {
     pub name: Option<PeerName>,
     pub nickname: Option<String>,
     pub mesh: MeshOptions,
+    /// IPAM (`--ipalloc-*`); `None` when `--ipalloc-range` is empty.
+    pub ipam: Option<ipam::IpamSettings>,
 }
 
 /// How the router takes part in the mesh (Weave's launch flags).
@@ -119,6 +122,8 @@ pub enum RouterError {
     MeshListen { addr: SocketAddr, source: io::Error },
     #[error("cannot set up the weave bridge and its capture device: {0}; is another weft router running in this network namespace? (a device of another kind named 'weave' must be removed: ip link del weave)")]
     Bridge(String),
+    #[error(transparent)]
+    Ipam(#[from] ipam::IpamStartError),
     #[error("you must not specify an initial peer list in conjunction with --resume")]
     ResumeWithPeers,
     #[error("cannot read the persisted targets in {path}: {source}; remove the file or launch without --resume")]
@@ -224,9 +229,28 @@ pub async fn run(
     );
     let tap = bridge::ensure(identity.name).map_err(|e| RouterError::Bridge(e.to_string()))?;
     // Services implementing gossip channels (IPAM, DNS) register here, before the mesh starts.
-    let services = mesh_edge::services::Services::new();
+    let mut services = mesh_edge::services::Services::new();
+    let ipam_channel = match &config.ipam {
+        Some(_) => Some(
+            services
+                .register(ipam::CHANNEL)
+                .map_err(|e| RouterError::Serve(io::Error::other(e.to_string())))?,
+        ),
+        None => None,
+    };
     let mesh = mesh_edge::start(settings, tcp, udp, tap, services).map_err(RouterError::Serve)?;
-    let state = Arc::new(api::ApiState::new(mesh));
+    let ipam = match (config.ipam.clone(), ipam_channel) {
+        (Some(settings), Some(ch)) => Some(ipam::start(
+            settings,
+            &config.dirs.data,
+            identity.name,
+            identity.nickname.clone(),
+            ch.mesh,
+            ch.events,
+        )?),
+        _ => None,
+    };
+    let state = Arc::new(api::ApiState::new(mesh, ipam));
     systemd::notify("READY=1");
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)

@@ -232,7 +232,6 @@ pub fn router_config(
 /// `--ipalloc-range`, `--ipalloc-default-subnet`, `--ipalloc-init`, `--ipalloc-reclaim-after`.
 fn ipam_settings(args: &RouterArgs) -> Result<Option<weft_router::ipam::IpamSettings>, Failure> {
     use weft_ipam::addr::Cidr;
-    use weft_ipam::allocator::InitMode;
     let bad = |flag: &str, msg: String| Failure::new(1, format!("{flag}: {msg}"));
     if args.ipalloc_range.is_empty() {
         if args.ipalloc_default_subnet.is_some() {
@@ -265,7 +264,8 @@ fn ipam_settings(args: &RouterArgs) -> Result<Option<weft_router::ipam::IpamSett
     let default_subnet = match &args.ipalloc_default_subnet {
         Some(text) => {
             let c = cidr("--ipalloc-default-subnet", text)?;
-            if !universe.contains_cidr(&c) {
+            let (u, r) = (universe.range(), c.range());
+            if r.start < u.start || r.end > u.end {
                 return Err(bad(
                     "--ipalloc-default-subnet",
                     format!("{c} is not inside --ipalloc-range {universe}"),
@@ -301,7 +301,7 @@ fn parse_ipalloc_init(text: &str) -> Result<weft_ipam::allocator::InitMode, Stri
     match (mode, arg) {
         ("consensus", None) => Ok(InitMode::Consensus { quorum: None }),
         ("consensus", Some(n)) => match n.parse::<u32>() {
-            Ok(n) if n >= 1 => Ok(InitMode::Consensus { quorum: Some(n / 2 + 1) }),
+            Ok(n) if n >= 1 => Ok(InitMode::Consensus { quorum: Some(n) }),
             _ => Err(format!(
                 "consensus={n}: the peer count must be a number of at least 1"
             )),
