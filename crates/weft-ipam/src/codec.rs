@@ -532,7 +532,14 @@ fn limits() -> Limits {
 pub fn decode_gossip(bytes: &[u8]) -> Result<GossipState, CodecError> {
     let top = Decoder::with_limits(bytes, limits()).expect_value()?;
     let sv = as_struct(&top.value, "gossipState")?;
-    let now = sv.get::<i64>("Now")?;
+    let now = match sv.field("Now") {
+        None => 0,
+        Some(v) => v.as_int().ok_or(CodecError::Shape {
+            what: "gossipState.Now",
+            expected: "int",
+            found: v.kind_name(),
+        })?,
+    };
     let mut nicknames = BTreeMap::new();
     if let Some(v) = sv.field("Nicknames") {
         let m = as_map(v, "gossipState.Nicknames")?;
