@@ -793,6 +793,10 @@ impl Report {
     }
 }
 
+#[cfg(test)]
+#[path = "status_ipam_tests.rs"]
+mod ipam_tests;
+
 /// Snapshots rebuilt from the Weave 2.8.1 captures in `shared/conformance`, shared by the
 /// tests of this module, `template` and `metrics`.
 #[cfg(test)]
@@ -931,6 +935,7 @@ pub(crate) mod fixtures {
                 Instant::now(),
                 UNIX_EPOCH + Duration::from_millis(1_795_796_100_000),
             ),
+            ipam: None,
         }
     }
 
