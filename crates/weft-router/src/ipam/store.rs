@@ -9,8 +9,8 @@
 //! Keys of the table `ipam` (values are bytes):
 //! * `version`: `1`;
 //! * `peername`: the peer name as text;
-//! * `ring`: the ring as Weave's gob `gossipState` with only `Ring` set (the same codec as
-//!   the gossip, so one decoder, fuzzed once);
+//! * `ring`: the ring as gob, as Weave's BoltDB holds it (`*ring.Ring`; the gossip's codec,
+//!   fuzzed with it);
 //! * `owned`: JSON `{ident: {"container": bool, "cidrs": ["a.b.c.d/n", ...]}}`.
 
 use std::collections::BTreeMap;
@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use weft_ipam::addr::Cidr;
 use weft_ipam::allocator::{Owned, Persisted};
 use weft_ipam::codec;
-use weft_ipam::wire::GossipState;
 use weft_mesh::PeerName;
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("ipam");
@@ -105,9 +104,7 @@ impl Store {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| self.io("peername", "not a peer name"))?;
         let ring = match get("ring")? {
-            Some(bytes) => codec::decode_gossip(&bytes)
-                .map_err(|e| self.io("ring", e))?
-                .ring,
+            Some(bytes) => Some(codec::decode_persisted_ring(&bytes).map_err(|e| self.io("ring", e))?),
             None => None,
         };
         let mut owned = BTreeMap::new();
@@ -139,12 +136,7 @@ impl Store {
 
     /// Replace what is persisted, in one durable transaction.
     pub fn save(&self, p: &Persisted) -> Result<(), StoreError> {
-        let ring = p.ring.as_ref().map(|r| {
-            codec::encode_gossip(&GossipState {
-                ring: Some(r.clone()),
-                ..GossipState::default()
-            })
-        });
+        let ring = p.ring.as_ref().map(codec::encode_persisted_ring);
         let owned: BTreeMap<&str, OwnedJson> = p
             .owned
             .iter()
@@ -179,5 +171,73 @@ impl Store {
             put(&mut t, "owned", &owned)?;
         }
         tx.commit().map_err(|e| self.io("committing", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_ipam::wire::{EntryWire, RingWire};
+
+    fn sample() -> Persisted {
+        let me: PeerName = "00:00:00:00:00:01".parse().unwrap();
+        let mut owned = BTreeMap::new();
+        owned.insert(
+            "netns:c1".to_owned(),
+            Owned {
+                is_container: true,
+                cidrs: vec!["10.32.0.1/12".parse().unwrap()],
+            },
+        );
+        Persisted {
+            peer_name: me,
+            ring: Some(RingWire {
+                start: 0x0a20_0000,
+                end: 0x0a30_0000,
+                peer: me,
+                entries: vec![EntryWire {
+                    token: 0x0a20_0000,
+                    peer: me,
+                    version: 3,
+                    free: 1_048_575,
+                }],
+                seeds: vec![me],
+            }),
+            owned,
+        }
+    }
+
+    #[test]
+    fn what_is_saved_loads_back_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path());
+        {
+            let s = Store::open(p.clone()).unwrap();
+            assert_eq!(s.load().unwrap(), None, "a new store holds nothing");
+            s.save(&sample()).unwrap();
+        }
+        let s = Store::open(p.clone()).unwrap();
+        assert_eq!(s.load().unwrap(), Some(sample()));
+        let mut changed = sample();
+        changed.owned.clear();
+        changed.ring = None;
+        s.save(&changed).unwrap();
+        drop(s);
+        assert_eq!(Store::open(p).unwrap().load().unwrap(), Some(changed));
+    }
+
+    #[test]
+    fn a_damaged_value_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(path(dir.path())).unwrap();
+        s.save(&sample()).unwrap();
+        let tx = s.db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(TABLE).unwrap();
+            t.insert("ring", &b"\xff\x00garbage"[..]).unwrap();
+        }
+        tx.commit().unwrap();
+        let e = s.load().unwrap_err().to_string();
+        assert!(e.contains("ring"), "{e}");
     }
 }
