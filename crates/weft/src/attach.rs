@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use weft_kernel::{Cidr, Handle, Netns, Route, VethPair};
 
+use crate::cli::GlobalArgs;
+use crate::client::{Api, CallError};
 use crate::{Failure, Outcome};
 
 /// The bridge containers attach to.
@@ -232,7 +234,51 @@ fn kernel(what: &str, e: weft_kernel::Error) -> Failure {
     fail(format!("{what}: {e}"))
 }
 
-pub fn attach(addrs: &[String], spec: &str, multicast_route: bool) -> Outcome {
+/// Tells the router which addresses the container behind host veth `port` has, so the
+/// bridge filters its traffic (isolation, anti-spoofing; `PUT /weft/ports/{port}`), or
+/// that it is gone (`DELETE`, when `cidrs` is empty). Without a running router the port
+/// stays unfiltered and nothing is said; other failures are warnings (the container is
+/// attached either way).
+fn register_port(g: &GlobalArgs, port: &str, cidrs: &[Cidr]) {
+    let Ok(addr) = crate::http_addr(g) else {
+        return;
+    };
+    let api = Api::with_timeout(addr, Duration::from_secs(10));
+    let path = format!("/weft/ports/{port}");
+    let result = if cidrs.is_empty() {
+        api.delete(&path)
+    } else {
+        let texts: Vec<String> = cidrs.iter().map(|c| c.to_string()).collect();
+        let form: Vec<(&str, &str)> = texts.iter().map(|t| ("cidr", t.as_str())).collect();
+        api.put_form(&path, &form)
+    };
+    match result {
+        Ok(_) | Err(CallError::NotRunning) => {}
+        Err(e) => eprintln!(
+            "warning: the router did not take the addresses of {port}, so its traffic is not filtered: {}",
+            crate::api_failure(&api, e).message
+        ),
+    }
+}
+
+/// The IPv4 addresses on the container's `ethwe`.
+fn ethwe_cidrs(inside: &mut Handle) -> Result<Vec<Cidr>, Failure> {
+    let Some(link) = inside
+        .link_by_name(CONTAINER_IF)
+        .map_err(|e| kernel("looking up ethwe", e))?
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(inside
+        .list_addrs(Some(CONTAINER_IF))
+        .map_err(|e| kernel("listing addresses", e))?
+        .into_iter()
+        .filter(|a| a.index == link.index && a.cidr.addr().is_ipv4())
+        .map(|a| a.cidr)
+        .collect())
+}
+
+pub fn attach(g: &GlobalArgs, addrs: &[String], spec: &str, multicast_route: bool) -> Outcome {
     let cidrs = parse_addrs(addrs)?;
     if cidrs.is_empty() {
         return Err(fail(
@@ -300,12 +346,13 @@ pub fn attach(addrs: &[String], spec: &str, multicast_route: bool) -> Outcome {
         }
         return Err(e);
     }
+    register_port(g, &host_name, &ethwe_cidrs(&mut inside)?);
     let ips: Vec<String> = cidrs.iter().map(|c| c.addr().to_string()).collect();
     println!("{}", ips.join(" "));
     Ok(())
 }
 
-pub fn detach(addrs: &[String], spec: &str) -> Outcome {
+pub fn detach(g: &GlobalArgs, addrs: &[String], spec: &str) -> Outcome {
     let cidrs = parse_addrs(addrs)?;
     let c = resolve(spec)?;
     let mut inside = c
@@ -336,12 +383,17 @@ pub fn detach(addrs: &[String], spec: &str) -> Outcome {
             .remove_addr(CONTAINER_IF, *cidr)
             .map_err(|e| kernel(&format!("removing {cidr}"), e))?;
     }
-    let left = present.iter().filter(|p| !remove.contains(p)).count();
-    if left == 0 {
+    let left: Vec<Cidr> = present
+        .iter()
+        .filter(|p| !remove.contains(p))
+        .copied()
+        .collect();
+    if left.is_empty() {
         inside
             .delete_link(CONTAINER_IF)
             .map_err(|e| kernel("deleting ethwe", e))?;
     }
+    register_port(g, &host_if_name(&c), &left);
     let ips: Vec<String> = remove.iter().map(|c| c.addr().to_string()).collect();
     println!("{}", ips.join(" "));
     Ok(())

@@ -8,12 +8,9 @@ pub const COMMANDS_NOT_YET: &[&str] = &[
     "env",
     "config",
     "dns-args",
-    "expose",
-    "hide",
     "dns-add",
     "dns-remove",
     "dns-lookup",
-    "reset",
     "rmpeer",
 ];
 
@@ -154,7 +151,10 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert!(r("expose 10.2.1.1/24").unwrap().contains("not implemented"));
+        assert!(r("rmpeer h1").unwrap().contains("not implemented"));
+        assert_eq!(r("expose 10.2.1.1/24"), None);
+        assert_eq!(r("hide 10.2.1.1/24"), None);
+        assert_eq!(r("reset --force"), None);
         assert_eq!(r("attach 10.2.1.1/24 c1"), None);
         assert!(r("launch-router").unwrap().contains("removed"));
         assert!(r("launch --no-dns").unwrap().contains("--no-dns"));

@@ -4,6 +4,7 @@ mod attach;
 mod cli;
 mod client;
 mod compat;
+mod expose;
 mod launch;
 
 use std::net::SocketAddr;
@@ -97,14 +98,25 @@ fn dispatch(cli: Cli) -> Outcome {
             let (container, addrs) = args
                 .split_last()
                 .ok_or_else(|| Failure::new(1, "weft attach needs a container"))?;
-            attach::attach(addrs, container, !no_multicast_route)
+            attach::attach(g, addrs, container, !no_multicast_route)
         }
         Command::Detach { args } => {
             require_root("detach")?;
             let (container, addrs) = args
                 .split_last()
                 .ok_or_else(|| Failure::new(1, "weft detach needs a container"))?;
-            attach::detach(addrs, container)
+            attach::detach(g, addrs, container)
+        }
+        Command::Expose {
+            fqdn,
+            without_masquerade,
+            help: _,
+            addrs,
+        } => expose::expose(g, &addrs, fqdn.as_deref(), without_masquerade),
+        Command::Hide { addrs } => expose::hide(g, &addrs),
+        Command::Reset { force } => {
+            require_root("reset")?;
+            expose::reset(g, force)
         }
         Command::Ps { containers } => {
             require_root("ps")?;
