@@ -61,6 +61,47 @@ fn rule_packets(lab: &LabGuard, family: &str, chain: &str, needle: &str) -> u64 
         .unwrap_or_else(|| panic!("bad counter in {line}"))
 }
 
+/// ICMP echo requests container `name` has received (`Icmp: InEchos` of /proc/net/snmp).
+fn in_echos(lab: &LabGuard, name: &str) -> u64 {
+    let snmp = in_c(lab, name, &["cat", "/proc/net/snmp"]).ok();
+    let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp: "));
+    let (Some(names), Some(values)) = (icmp.next(), icmp.next()) else {
+        panic!("no Icmp lines in\n{snmp}");
+    };
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "InEchos")
+        .expect("InEchos column");
+    values
+        .split_whitespace()
+        .nth(i)
+        .and_then(|v| v.parse().ok())
+        .expect("InEchos value")
+}
+
+/// A permanent neighbour entry in `name` for `ip` at container `of`'s MAC, so no ARP is
+/// needed and only the IPv4 rules decide.
+fn static_neigh(lab: &LabGuard, name: &str, ip: &str, of: &str) {
+    let mac = mac_of(lab, of);
+    in_c(
+        lab,
+        name,
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            ip,
+            "lladdr",
+            &mac,
+            "dev",
+            "ethwe",
+            "nud",
+            "permanent",
+        ],
+    )
+    .ok();
+}
+
 fn attach(lab: &LabGuard, cidr: &str, name: &str) -> String {
     let ns = lab.add_container(1, name).unwrap();
     let out = weft(lab, 1, &["attach", cidr, &format!("netns:{ns}")]).ok();
@@ -100,31 +141,23 @@ fn subnets_are_isolated_and_spoofed_sources_dropped() {
     let before = rule_packets(&lab, "bridge", "forward", outside);
     assert!(!ping(&lab, "c1", None, "10.32.2.2"), "c1 reached c2");
     assert!(!ping(&lab, "c2", None, "10.32.1.2"), "c2 reached c1");
-    // Let ARP through the question, so the IPv4 rule itself is what stops the ping.
-    let c2_mac = mac_of(&lab, "c2");
-    in_c(
-        &lab,
-        "c1",
-        &[
-            "ip",
-            "neigh",
-            "replace",
-            "10.32.2.2",
-            "lladdr",
-            &c2_mac,
-            "dev",
-            "ethwe",
-            "nud",
-            "permanent",
-        ],
-    )
-    .ok();
+    // Without ARP in the way (static neighbours both ways), the IPv4 rule alone stops the
+    // echo requests before c2 sees them.
+    static_neigh(&lab, "c1", "10.32.2.2", "c2");
+    static_neigh(&lab, "c2", "10.32.1.2", "c1");
+    let echos = in_echos(&lab, "c2");
     assert!(!ping(&lab, "c1", None, "10.32.2.2"), "c1 reached c2");
+    assert_eq!(
+        in_echos(&lab, "c2"),
+        echos,
+        "c2 received c1's echo requests"
+    );
     assert!(
         rule_packets(&lab, "bridge", "forward", outside) > before,
-        "the subnet rule dropped c1's packets"
+        "the subnet rule counted c1's packets"
     );
-    // c1 gives itself an address in c2's subnet: its port was not given it, dropped.
+    // c1 gives itself an address in c2's subnet: its port was not given it, so the packets
+    // are dropped as they enter the bridge (c2 never sees them, counted on the rule).
     let not_own = "IPv4 source not its own";
     let before = rule_packets(&lab, "bridge", "prerouting", not_own);
     in_c(
@@ -142,10 +175,17 @@ fn subnets_are_isolated_and_spoofed_sources_dropped() {
     )
     .ok();
     assert!(!ping(&lab, "c1", Some("10.32.2.3"), "10.32.2.2"));
+    assert_eq!(
+        in_echos(&lab, "c2"),
+        echos,
+        "c2 received spoofed echo requests"
+    );
     let dropped = rule_packets(&lab, "bridge", "prerouting", not_own) - before;
     assert!(dropped >= 2, "spoofed packets dropped: {dropped}");
     // c4, the real owner, still reaches c2, and c1 still reaches c3 from its own address.
+    let echos = in_echos(&lab, "c2");
     wait_ping(&lab, "c4", "10.32.2.2");
+    assert!(in_echos(&lab, "c2") > echos, "the echo counter works");
     assert!(ping(&lab, "c1", Some("10.32.1.2"), "10.32.1.3"));
     // Detach c4: its port is forgotten, the router keeps the others.
     weft(&lab, 1, &["detach", &format!("netns:{c4}")]).ok();
