@@ -595,6 +595,12 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_nft_says_to_install_nftables() {
+        let e = nft_missing(&std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(e.to_string().contains("install nftables"), "{e}");
+    }
+
+    #[test]
     fn outermost_drops_nested_networks() {
         let got = outermost(&[key("10.32.1.5/24"), key("10.32.1.6/24"), key("10.0.0.1/8")]);
         assert_eq!(got, vec![key("10.0.0.0/8")]);

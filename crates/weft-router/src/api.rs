@@ -563,6 +563,21 @@ mod tests {
         body(render_report(permit, format.to_owned(), st, limit).await).await
     }
 
+    #[test]
+    fn expose_paths_take_ipv4_cidrs_only() {
+        let c = path_cidr("10.32.1.254", "24").unwrap();
+        assert_eq!(c.to_string(), "10.32.1.254/24");
+        for (ip, len) in [
+            ("10.32.1.254", "33"),
+            ("10.32.1", "24"),
+            ("fe80::1", "64"),
+            ("10.32.1.1", "x"),
+        ] {
+            let e = path_cidr(ip, len).unwrap_err();
+            assert!(e.starts_with("invalid CIDR"), "{e}");
+        }
+    }
+
     #[tokio::test]
     async fn templates_render_off_the_runtime_with_weaves_status_codes() {
         let renders = Arc::new(Semaphore::new(MAX_RENDERS));
