@@ -118,7 +118,7 @@ pub struct Ruleset {
 
 /// Interface names go into the script between double quotes: allow only what weft's and
 /// Weave's names use, so nothing can close the quote.
-fn check_ifname(name: &str) -> Result<()> {
+pub fn check_ifname(name: &str) -> Result<()> {
     crate::handle::validate_ifname(name)?;
     if name
         .bytes()

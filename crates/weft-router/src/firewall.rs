@@ -343,13 +343,7 @@ impl Firewall {
 
     /// Registers (or replaces) a container port's addresses.
     pub fn set_port(&self, ifname: &str, addrs: Vec<CidrKey>) -> Result<(), FirewallError> {
-        let mut probe = Ruleset::new("weave");
-        probe.ports.push(PortAddrs {
-            ifname: ifname.to_owned(),
-            addrs: Vec::new(),
-        });
-        probe
-            .validate()
+        weft_kernel::nft::check_ifname(ifname)
             .map_err(|e| FirewallError::BadRequest(e.to_string()))?;
         if addrs.is_empty() {
             return Err(FirewallError::BadRequest(format!(
