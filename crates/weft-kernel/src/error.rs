@@ -61,6 +61,14 @@ pub enum Error {
         /// Its name.
         name: String,
     },
+    /// `nft` (weft's nftables tables) failed; `detail` says what and what to do.
+    #[error("nftables: {op}: {detail}")]
+    Nft {
+        /// The operation, e.g. `"apply weft's nftables rules"`.
+        op: &'static str,
+        /// nft's message, the failed rule and the remedy.
+        detail: String,
+    },
     /// A caller-supplied value is invalid (bad name, MAC, CIDR, MTU…).
     #[error("invalid argument: {0}")]
     Invalid(String),

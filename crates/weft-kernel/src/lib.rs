@@ -23,18 +23,24 @@
 //!   calls `setns`; the caller's threads never change namespace. A [`Handle`] opened with
 //!   [`Handle::in_netns`] keeps a socket created inside that namespace.
 //!
+//! Firewall rules are nftables only, in weft's own tables ([`nft`]): a typed [`nft::Ruleset`]
+//! applied in one `nft -f` transaction.
+//!
 //! Errors carry the operation, the object and the errno ([`Error::errno`]). Kernel replies
 //! are checked against the request's sequence number, and no reply is trusted with an
 //! `unwrap`.
 
+mod arp;
 mod error;
 mod handle;
 mod msg;
 mod netns;
+pub mod nft;
 mod socket;
 mod tap;
 mod types;
 
+pub use arp::send_gratuitous_arp;
 pub use error::{Error, Result};
 pub use handle::{
     link_sysctl_path, validate_ifname, Handle, IpFamily, SysctlSection, VethPair,

@@ -9,14 +9,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tokio::sync::{oneshot, Semaphore};
 
+use crate::firewall::{self, Firewall, FirewallError};
 use crate::mesh_edge::{ApiRequest, ConnStats, DataStats, MeshHandle};
 use crate::metrics;
 use crate::status::{self, RouterStatus};
 use crate::template::{self, TemplateError};
+use weft_kernel::nft::CidrKey;
 
 /// At most this many report templates render at once; one more is answered 503 at once
 /// instead of queueing behind them.
@@ -30,15 +32,22 @@ pub struct ApiState {
     pub mesh: MeshHandle,
     /// The IPAM service, when IPAM is on (`--ipalloc-range` not empty).
     pub ipam: Option<crate::ipam::IpamHandle>,
+    /// weft's nftables state (expose/hide, port filters).
+    pub firewall: Arc<Firewall>,
     /// Permits for report template renders (see [`MAX_RENDERS`]).
     renders: Arc<Semaphore>,
 }
 
 impl ApiState {
-    pub fn new(mesh: MeshHandle, ipam: Option<crate::ipam::IpamHandle>) -> ApiState {
+    pub fn new(
+        mesh: MeshHandle,
+        ipam: Option<crate::ipam::IpamHandle>,
+        firewall: Arc<Firewall>,
+    ) -> ApiState {
         ApiState {
             mesh,
             ipam,
+            firewall,
             renders: Arc::new(Semaphore::new(MAX_RENDERS)),
         }
     }
@@ -54,6 +63,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/peer", axum::routing::delete(crate::ipam::http::leave))
         .route("/peer/{peer}", axum::routing::delete(crate::ipam::http::rmpeer))
+        .route("/expose/{ip}/{len}", post(expose).delete(hide))
+        .route("/weft/ports/{ifname}", put(put_port).delete(delete_port))
         .fallback(not_found);
     // IPAM's routes exist only when IPAM is on: scripts read 404 as "disabled".
     let app = if state.ipam.is_some() {
@@ -276,6 +287,145 @@ async fn forget(
     text(StatusCode::OK, String::new())
 }
 
+/// `a.b.c.d` and `n` from the path as an IPv4 CIDR.
+fn path_cidr(ip: &str, len: &str) -> Result<CidrKey, String> {
+    let bad =
+        || format!("invalid CIDR {ip}/{len}: expected an IPv4 address and a prefix length 0-32\n");
+    let addr: std::net::Ipv4Addr = ip.parse().map_err(|_| bad())?;
+    let prefix: u8 = len.parse().map_err(|_| bad())?;
+    if prefix > 32 {
+        return Err(bad());
+    }
+    Ok(CidrKey { addr, prefix })
+}
+
+/// Runs a blocking firewall operation off the runtime's workers.
+async fn firewall_call<T: Send + 'static>(
+    s: &ApiState,
+    f: impl FnOnce(&Firewall) -> Result<T, FirewallError> + Send + 'static,
+) -> Result<T, FirewallError> {
+    let fw = Arc::clone(&s.firewall);
+    tokio::task::spawn_blocking(move || f(&fw))
+        .await
+        .unwrap_or_else(|e| {
+            Err(FirewallError::Internal(format!(
+                "firewall operation failed: {e}"
+            )))
+        })
+}
+
+/// `POST /expose/{ip}/{len}[?skipNAT=true]`, as Weave's: 204; 400 for a bad CIDR or
+/// skipNAT; 500 `unable to expose: …`.
+async fn expose(
+    State(s): State<Arc<ApiState>>,
+    Path((ip, len)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let cidr = match path_cidr(&ip, &len) {
+        Ok(c) => c,
+        Err(m) => return text(StatusCode::BAD_REQUEST, m),
+    };
+    let pairs = form(query.as_deref(), &body);
+    let skip_nat = match values(&pairs, "skipNAT").first().map(String::as_str) {
+        None | Some("") => false,
+        Some(v) => match firewall::parse_go_bool(v) {
+            Some(b) => b,
+            None => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid skipNAT={v:?}: expected true or false\n"),
+                )
+            }
+        },
+    };
+    match firewall_call(&s, move |fw| fw.expose(cidr, skip_nat)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(FirewallError::BadRequest(m)) => text(StatusCode::BAD_REQUEST, format!("{m}\n")),
+        Err(e) => {
+            tracing::error!("unable to expose {cidr}: {e}");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("unable to expose: {e}\n"),
+            )
+        }
+    }
+}
+
+/// `DELETE /expose/{ip}/{len}` (weft's own; Weave's script hides by itself): 204, also when
+/// it was not exposed.
+async fn hide(State(s): State<Arc<ApiState>>, Path((ip, len)): Path<(String, String)>) -> Response {
+    let cidr = match path_cidr(&ip, &len) {
+        Ok(c) => c,
+        Err(m) => return text(StatusCode::BAD_REQUEST, m),
+    };
+    match firewall_call(&s, move |fw| fw.hide(cidr)).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(FirewallError::BadRequest(m)) => text(StatusCode::BAD_REQUEST, format!("{m}\n")),
+        Err(e) => {
+            tracing::error!("unable to hide {cidr}: {e}");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("unable to hide: {e}\n"),
+            )
+        }
+    }
+}
+
+/// `PUT /weft/ports/{ifname}` with `cidr=a.b.c.d/n` (repeatable): the container behind this
+/// host veth has these addresses (replacing what was registered).
+async fn put_port(
+    State(s): State<Arc<ApiState>>,
+    Path(ifname): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let pairs = form(query.as_deref(), &body);
+    let mut addrs = Vec::new();
+    for v in values(&pairs, "cidr") {
+        match v
+            .parse::<weft_kernel::Cidr>()
+            .ok()
+            .and_then(|c| CidrKey::v4(c).ok())
+        {
+            Some(c) => addrs.push(c),
+            None => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid cidr={v:?}: expected an IPv4 a.b.c.d/n\n"),
+                )
+            }
+        }
+    }
+    let name = ifname.clone();
+    match firewall_call(&s, move |fw| fw.set_port(&name, addrs)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(FirewallError::BadRequest(m)) => text(StatusCode::BAD_REQUEST, format!("{m}\n")),
+        Err(e) => {
+            tracing::error!("unable to register port {ifname}: {e}");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("unable to register port {ifname}: {e}\n"),
+            )
+        }
+    }
+}
+
+/// `DELETE /weft/ports/{ifname}`: 204, also when it was not registered.
+async fn delete_port(State(s): State<Arc<ApiState>>, Path(ifname): Path<String>) -> Response {
+    let name = ifname.clone();
+    match firewall_call(&s, move |fw| fw.remove_port(&name)).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => {
+            tracing::error!("unable to remove port {ifname}: {e}");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("unable to remove port {ifname}: {e}\n"),
+            )
+        }
+    }
+}
+
 /// Weave answers template parse errors with 400 and execution errors with 500.
 fn template_response(result: Result<String, TemplateError>) -> Response {
     match result {
@@ -453,6 +603,21 @@ mod tests {
         };
         let st = fixtures::status("a-2peer-plain", "h1");
         body(render_report(permit, format.to_owned(), st, limit).await).await
+    }
+
+    #[test]
+    fn expose_paths_take_ipv4_cidrs_only() {
+        let c = path_cidr("10.32.1.254", "24").unwrap();
+        assert_eq!(c.to_string(), "10.32.1.254/24");
+        for (ip, len) in [
+            ("10.32.1.254", "33"),
+            ("10.32.1", "24"),
+            ("fe80::1", "64"),
+            ("10.32.1.1", "x"),
+        ] {
+            let e = path_cidr(ip, len).unwrap_err();
+            assert!(e.starts_with("invalid CIDR"), "{e}");
+        }
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bridge;
+pub mod firewall;
 pub mod handshake_gate;
 pub mod identity;
 pub mod ipam;
@@ -250,7 +251,8 @@ pub async fn run(
         )?),
         _ => None,
     };
-    let state = Arc::new(api::ApiState::new(mesh, ipam));
+    let firewall = start_firewall(config.dirs.data.clone()).await?;
+    let state = Arc::new(api::ApiState::new(mesh, ipam, firewall));
     systemd::notify("READY=1");
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)
@@ -259,6 +261,36 @@ pub async fn run(
     systemd::notify("STOPPING=1");
     info!("weft router stopped");
     Ok(())
+}
+
+/// Loads and applies the firewall state (on a blocking thread: netlink and `nft`), then
+/// checks it every [`firewall::CHECK_EVERY`] for the rest of the router's life.
+async fn start_firewall(data: PathBuf) -> Result<Arc<firewall::Firewall>, RouterError> {
+    let fw = tokio::task::spawn_blocking(move || {
+        let backend = firewall::KernelBackend {
+            bridge: bridge::BRIDGE.to_owned(),
+        };
+        firewall::Firewall::start(&data, bridge::BRIDGE, Box::new(backend))
+    })
+    .await
+    .map_err(|e| RouterError::Serve(io::Error::other(format!("firewall start-up: {e}"))))?;
+    let fw = Arc::new(fw);
+    let checked = Arc::clone(&fw);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(firewall::CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is immediate; start() has just applied
+        loop {
+            tick.tick().await;
+            let fw = Arc::clone(&checked);
+            match tokio::task::spawn_blocking(move || fw.reconcile()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => warn!("firewall check: {e}"),
+                Err(e) => warn!("firewall check failed: {e}"),
+            }
+        }
+    });
+    Ok(fw)
 }
 
 /// Raise the soft limit on open descriptors to the hard limit. Every mesh connection, DF

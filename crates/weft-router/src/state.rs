@@ -126,7 +126,33 @@ fn stat_says_exiting(stat: &str) -> bool {
     matches!(state, "Z" | "X" | "x") || flags & PF_EXITING != 0
 }
 
+/// Every file weft keeps in the data directory (with the temporary names their atomic
+/// writes use). `weft reset` removes exactly these: a feature that adds a state file adds
+/// it here (the reset end-to-end test fails on any file left behind).
+pub const DATA_FILES: &[&str] = &[
+    "peer-name",
+    "peer-name.tmp",
+    "targets.json",
+    "targets.tmp",
+    crate::firewall::PORTS_FILE,
+    "ipam.redb",
+    "ports.json.tmp",
+];
+
 impl StateDirs {
+    /// Removes weft's files from the data directory ([`DATA_FILES`]); the names removed.
+    pub fn remove_data_files(&self) -> std::io::Result<Vec<&'static str>> {
+        let mut removed = Vec::new();
+        for name in DATA_FILES {
+            match std::fs::remove_file(self.data.join(name)) {
+                Ok(()) => removed.push(*name),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
+
     pub fn pid_file(&self) -> PathBuf {
         self.run.join("weft.pid")
     }

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use weft_kernel::{Cidr, Handle, Netns, Route, VethPair};
 
-use crate::client::Api;
+use crate::cli::GlobalArgs;
+use crate::client::{Api, CallError};
 use crate::{ipam_cli, Failure, Outcome};
 
 /// The bridge containers attach to.
@@ -219,7 +220,52 @@ fn kernel(what: &str, e: weft_kernel::Error) -> Failure {
     fail(format!("{what}: {e}"))
 }
 
-pub fn attach(addrs: &[String], spec: &str, multicast_route: bool, api: &Api) -> Outcome {
+/// Tells the router which addresses the container behind host veth `port` has, so the
+/// bridge filters its traffic (isolation, anti-spoofing; `PUT /weft/ports/{port}`), or
+/// that it is gone (`DELETE`, when `cidrs` is empty). Without a running router the port
+/// stays unfiltered and nothing is said; other failures are warnings (the container is
+/// attached either way).
+fn register_port(g: &GlobalArgs, port: &str, cidrs: &[Cidr]) {
+    let Ok(addr) = crate::http_addr(g) else {
+        return;
+    };
+    let api = Api::with_timeout(addr, Duration::from_secs(10));
+    let path = format!("/weft/ports/{port}");
+    let result = if cidrs.is_empty() {
+        api.delete(&path)
+    } else {
+        let texts: Vec<String> = cidrs.iter().map(|c| c.to_string()).collect();
+        let form: Vec<(&str, &str)> = texts.iter().map(|t| ("cidr", t.as_str())).collect();
+        api.put_form(&path, &form)
+    };
+    match result {
+        Ok(_) | Err(CallError::NotRunning) => {}
+        Err(e) => eprintln!(
+            "warning: the router did not take the addresses of {port}, so its traffic is not filtered: {}",
+            crate::api_failure(&api, e).message
+        ),
+    }
+}
+
+/// The IPv4 addresses on the container's `ethwe`.
+fn ethwe_cidrs(inside: &mut Handle) -> Result<Vec<Cidr>, Failure> {
+    let Some(link) = inside
+        .link_by_name(CONTAINER_IF)
+        .map_err(|e| kernel("looking up ethwe", e))?
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(inside
+        .list_addrs(Some(CONTAINER_IF))
+        .map_err(|e| kernel("listing addresses", e))?
+        .into_iter()
+        .filter(|a| a.index == link.index && a.cidr.addr().is_ipv4())
+        .map(|a| a.cidr)
+        .collect())
+}
+
+pub fn attach(g: &GlobalArgs, addrs: &[String], spec: &str, multicast_route: bool) -> Outcome {
+    let api = &Api::without_timeout(crate::http_addr(g)?);
     let specs = ipam_cli::parse_specs(addrs)?;
     let c = resolve(spec)?;
     let acquired = ipam_cli::acquire(api, &c.ident, &specs)?;
@@ -232,7 +278,7 @@ pub fn attach(addrs: &[String], spec: &str, multicast_route: bool, api: &Api) ->
             acquired.iter().filter(|a| a.allocated).map(|a| a.cidr),
         )
     };
-    let result = configure_attach(&c, &cidrs, multicast_route);
+    let result = configure_attach(g, &c, &cidrs, multicast_route);
     if result.is_err() {
         give_back();
     }
@@ -242,7 +288,7 @@ pub fn attach(addrs: &[String], spec: &str, multicast_route: bool, api: &Api) ->
     Ok(())
 }
 
-fn configure_attach(c: &Container, cidrs: &[Cidr], multicast_route: bool) -> Outcome {
+fn configure_attach(g: &GlobalArgs, c: &Container, cidrs: &[Cidr], multicast_route: bool) -> Outcome {
     let mut host = Handle::new().map_err(|e| kernel("netlink", e))?;
     let bridge = host
         .link_by_name(BRIDGE)
@@ -303,10 +349,12 @@ fn configure_attach(c: &Container, cidrs: &[Cidr], multicast_route: bool) -> Out
         }
         return Err(e);
     }
+    register_port(g, &host_name, &ethwe_cidrs(&mut inside)?);
     Ok(())
 }
 
-pub fn detach(addrs: &[String], spec: &str, api: &Api) -> Outcome {
+pub fn detach(g: &GlobalArgs, addrs: &[String], spec: &str) -> Outcome {
+    let api = &Api::new(crate::http_addr(g)?);
     let specs = ipam_cli::parse_specs(addrs)?;
     let c = resolve(spec)?;
     let mut inside = c
@@ -353,8 +401,12 @@ pub fn detach(addrs: &[String], spec: &str, api: &Api) -> Outcome {
             .remove_addr(CONTAINER_IF, *cidr)
             .map_err(|e| kernel(&format!("removing {cidr}"), e))?;
     }
-    let left = present.iter().filter(|p| !remove.contains(p)).count();
-    if left == 0 {
+    let left: Vec<Cidr> = present
+        .iter()
+        .filter(|p| !remove.contains(p))
+        .copied()
+        .collect();
+    if left.is_empty() {
         inside
             .delete_link(CONTAINER_IF)
             .map_err(|e| kernel("deleting ethwe", e))?;
@@ -362,6 +414,7 @@ pub fn detach(addrs: &[String], spec: &str, api: &Api) -> Outcome {
     // The addresses go back to IPAM (Weave releases only `net:` ones; a claim of an
     // address that is no longer on the container would only leak).
     ipam_cli::release(api, &c.ident, remove.iter().copied());
+    register_port(g, &host_if_name(&c), &left);
     let ips: Vec<String> = remove.iter().map(|c| c.addr().to_string()).collect();
     println!("{}", ips.join(" "));
     Ok(())

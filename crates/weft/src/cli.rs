@@ -86,6 +86,33 @@ pub enum Command {
         #[arg(required = true, value_name = "ADDR... CONTAINER")]
         args: Vec<String>,
     },
+    /// Give this host an address on the weave network: expose [addr ...] [-h fqdn] [--without-masquerade]
+    ///
+    /// <addr> is [ip:]a.b.c.d/nn. The host reaches containers in that subnet, and their traffic
+    /// leaving the host is masqueraded (unless --without-masquerade). Prints the addresses.
+    #[command(disable_help_flag = true)]
+    Expose {
+        /// Name the host in weaveDNS (weft has no DNS yet: refused)
+        #[arg(short = 'h', value_name = "FQDN")]
+        fqdn: Option<String>,
+        /// Do not masquerade traffic between the exposed subnet and elsewhere
+        #[arg(long)]
+        without_masquerade: bool,
+        /// Print help
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+        addrs: Vec<String>,
+    },
+    /// Take addresses given by expose off the host: hide [addr ...]; prints them
+    Hide { addrs: Vec<String> },
+    /// Stop the router and remove everything weft made on this host: the bridge, container
+    /// interfaces (vethwe*), weft's nftables tables and its state files
+    Reset {
+        /// Do not first hand this peer's address space to another peer (for a router that
+        /// cannot be reached)
+        #[arg(long)]
+        force: bool,
+    },
     /// List containers attached to weave: <container> <mac> <cidr>...
     Ps { containers: Vec<String> },
     /// Take over the address space of peers that are gone for good: rmpeer <peer>...

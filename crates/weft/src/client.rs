@@ -82,6 +82,18 @@ impl Api {
         Self::finish(req.send_form(form))
     }
 
+    /// `PUT path` with an urlencoded form body.
+    pub fn put_form(&self, path: &str, form: &[(&str, &str)]) -> Result<String, CallError> {
+        let req = self.agent.put(&format!("http://{}{}", self.addr, path));
+        Self::finish(req.send_form(form))
+    }
+
+    /// `DELETE path`.
+    pub fn delete(&self, path: &str) -> Result<String, CallError> {
+        let req = self.agent.delete(&format!("http://{}{}", self.addr, path));
+        Self::finish(req.call())
+    }
+
     fn finish(result: Result<ureq::Response, ureq::Error>) -> Result<String, CallError> {
         match result {
             Ok(resp) => read_body(resp).map_err(CallError::Transport),

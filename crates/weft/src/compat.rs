@@ -7,12 +7,9 @@ pub const COMMANDS_NOT_YET: &[&str] = &[
     "env",
     "config",
     "dns-args",
-    "expose",
-    "hide",
     "dns-add",
     "dns-remove",
     "dns-lookup",
-    "reset",
 ];
 
 /// Commands Weave Net itself removed in 2.0.
@@ -148,7 +145,10 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert!(r("expose 10.2.1.1/24").unwrap().contains("not implemented"));
+        assert!(r("rmpeer h1").unwrap().contains("not implemented"));
+        assert_eq!(r("expose 10.2.1.1/24"), None);
+        assert_eq!(r("hide 10.2.1.1/24"), None);
+        assert_eq!(r("reset --force"), None);
         assert_eq!(r("attach 10.2.1.1/24 c1"), None);
         assert!(r("launch-router").unwrap().contains("removed"));
         assert!(r("launch --no-dns").unwrap().contains("--no-dns"));

@@ -107,9 +107,20 @@ fn router_error(what: &str, e: CallError) -> Failure {
 /// Turn the specs into addresses with the router's IPAM. If one fails, what was allocated
 /// for this call is released again, so nothing is left half-done.
 pub fn acquire(api: &Api, id: &str, specs: &[AddrSpec]) -> Result<Vec<Acquired>, Failure> {
+    acquire_with(api, id, specs, true)
+}
+
+/// [`acquire`], saying whether the id is a container IPAM may check and release by itself
+/// (`check-alive`); `weave:expose` is not.
+pub fn acquire_with(
+    api: &Api,
+    id: &str,
+    specs: &[AddrSpec],
+    check_alive: bool,
+) -> Result<Vec<Acquired>, Failure> {
     let mut got: Vec<Acquired> = Vec::new();
     for spec in specs {
-        match one(api, id, spec) {
+        match one(api, id, spec, check_alive) {
             Ok(Some(a)) => got.push(a),
             Ok(None) => {}
             Err(e) => {
@@ -121,14 +132,15 @@ pub fn acquire(api: &Api, id: &str, specs: &[AddrSpec]) -> Result<Vec<Acquired>,
     Ok(got)
 }
 
-fn one(api: &Api, id: &str, spec: &AddrSpec) -> Result<Option<Acquired>, Failure> {
+fn one(api: &Api, id: &str, spec: &AddrSpec, check_alive: bool) -> Result<Option<Acquired>, Failure> {
     let seg = path_segment(id);
+    let alive = if check_alive { "true" } else { "false" };
     let (path, what) = match spec {
         AddrSpec::Ip(cidr) => {
             let path = format!("/ip/{seg}/{}/{}", cidr.addr(), cidr.prefix());
             // noErrorOnUnknown: an explicit address is the user's choice, so attach does not
             // wait for the ring; the router keeps the claim and makes it once it can.
-            let query = [("check-alive", "true"), ("noErrorOnUnknown", "true")];
+            let query = [("check-alive", alive), ("noErrorOnUnknown", "true")];
             return match api.call("PUT", &path, &query) {
                 Ok(_) => Ok(Some(Acquired {
                     cidr: *cidr,
@@ -150,7 +162,7 @@ fn one(api: &Api, id: &str, spec: &AddrSpec) -> Result<Option<Acquired>, Failure
             format!("net:{c}"),
         ),
     };
-    match api.call("POST", &path, &[("check-alive", "true")]) {
+    match api.call("POST", &path, &[("check-alive", alive)]) {
         Ok(body) => {
             let body = body.trim();
             if body == "cancelled" {

@@ -215,6 +215,12 @@ fn last_error_line(log: &Path, from: u64) -> Option<String> {
 }
 
 pub fn stop(dirs: &StateDirs) -> Outcome {
+    stop_router(dirs, true)
+}
+
+/// Stops the router; `say_not_running` prints "weft is not running." when there is none
+/// (`weft stop` does, `weft reset` is silent as Weave's).
+pub fn stop_router(dirs: &StateDirs, say_not_running: bool) -> Outcome {
     let pid = match dirs
         .liveness()
         .map_err(|e| Failure::new(1, e.to_string()))?
@@ -238,7 +244,9 @@ pub fn stop(dirs: &StateDirs) -> Outcome {
         }
         Liveness::NotRunning | Liveness::Stale => {
             // As `weave stop`: say so, but succeed, so scripts can always stop.
-            eprintln!("weft is not running.");
+            if say_not_running {
+                eprintln!("weft is not running.");
+            }
             return Ok(());
         }
     };

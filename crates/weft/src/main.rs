@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod compat;
 mod ipam_cli;
+mod expose;
 mod launch;
 
 use std::net::SocketAddr;
@@ -100,16 +101,25 @@ fn dispatch(cli: Cli) -> Outcome {
             let (container, addrs) = args
                 .split_last()
                 .ok_or_else(|| Failure::new(1, "weft attach needs a container"))?;
-            let api = Api::without_timeout(http_addr(g)?);
-            attach::attach(addrs, container, !no_multicast_route, &api)
+            attach::attach(g, addrs, container, !no_multicast_route)
         }
         Command::Detach { args } => {
             require_root("detach")?;
             let (container, addrs) = args
                 .split_last()
                 .ok_or_else(|| Failure::new(1, "weft detach needs a container"))?;
-            let api = Api::new(http_addr(g)?);
-            attach::detach(addrs, container, &api)
+            attach::detach(g, addrs, container)
+        }
+        Command::Expose {
+            fqdn,
+            without_masquerade,
+            help: _,
+            addrs,
+        } => expose::expose(g, &addrs, fqdn.as_deref(), without_masquerade),
+        Command::Hide { addrs } => expose::hide(g, &addrs),
+        Command::Reset { force } => {
+            require_root("reset")?;
+            expose::reset(g, force)
         }
         Command::Ps { containers } => {
             require_root("ps")?;

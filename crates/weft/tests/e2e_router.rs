@@ -146,7 +146,12 @@ fn bad_input_is_refused_clearly() {
         ),
         (&["launch", "--resume", "198.18.0.2"], 1, "--resume"),
         (&["launch", "--name", "zz:zz"], 1, "--name"),
-        (&["expose", "10.32.0.1/12"], 1, "not implemented"),
+        (
+            &["expose", "10.32.0.1/12", "-h", "h.weave.local"],
+            1,
+            "not implemented",
+        ),
+        (&["expose", "net:default"], 1, "IPAM"),
         (&["attach", "net:default", "netns:x"], 1, "IPAM"),
         (&["attach", "10.32.0.1", "netns:x"], 1, "invalid address"),
         (
