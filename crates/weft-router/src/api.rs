@@ -62,7 +62,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/forget", post(forget))
         .route("/metrics", get(metrics))
         .route("/peer", axum::routing::delete(crate::ipam::http::leave))
-        .route("/peer/{peer}", axum::routing::delete(crate::ipam::http::rmpeer))
+        .route(
+            "/peer/{peer}",
+            axum::routing::delete(crate::ipam::http::rmpeer),
+        )
         .route("/expose/{ip}/{len}", post(expose).delete(hide))
         .route("/weft/ports/{ifname}", put(put_port).delete(delete_port))
         .fallback(not_found);

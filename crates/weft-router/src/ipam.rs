@@ -307,7 +307,11 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>, mut events: mpsc::Receiver<ChannelEvent>) {
+    async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<Cmd>,
+        mut events: mpsc::Receiver<ChannelEvent>,
+    ) {
         self.refresh_peers().await;
         self.flush().await;
         let mut liveness = tokio::time::interval(LIVENESS_INTERVAL);
@@ -496,7 +500,9 @@ impl Task {
         if let Err(e) = result {
             // Nothing later may go out as if it were durable: this is fatal for the router,
             // like a full disk is for a database.
-            tracing::error!("{e}; stopping: IPAM cannot guarantee unique addresses without its store");
+            tracing::error!(
+                "{e}; stopping: IPAM cannot guarantee unique addresses without its store"
+            );
             std::process::exit(1);
         }
     }

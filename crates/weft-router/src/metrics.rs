@@ -168,7 +168,10 @@ fn ipam_series(out: &mut String, i: &weft_ipam::allocator::IpamStatus) {
         ),
     ];
     for (name, help, labels, value) in series {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{labels} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{labels} {value}"
+        );
     }
 }
 

@@ -277,7 +277,6 @@ pub fn status_ipam(s: &RouterStatus) -> String {
     out
 }
 
-
 fn direction(outbound: bool) -> &'static str {
     if outbound {
         "->"
@@ -463,7 +462,6 @@ fn ipam_report(i: &weft_ipam::allocator::IpamStatus) -> IpamReport {
         pending_allocates: nil_if_empty(i.pending_allocates.clone()),
     }
 }
-
 
 /// `VersionCheck`: weft never checks for new versions, so this reads like Weave with
 /// `CHECKPOINT_DISABLE` set.

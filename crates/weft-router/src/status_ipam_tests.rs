@@ -42,7 +42,13 @@ fn ipam_status(report: &Value) -> IpamStatus {
         .unwrap_or(&[])
         .iter()
         .map(|e| EntryStatus {
-            token: u32::from(e["Token"].as_str().unwrap().parse::<std::net::Ipv4Addr>().unwrap()),
+            token: u32::from(
+                e["Token"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<std::net::Ipv4Addr>()
+                    .unwrap(),
+            ),
             size: e["Size"].as_u64().unwrap(),
             peer: e["Peer"].as_str().unwrap().parse().unwrap(),
             nickname: e["Nickname"].as_str().unwrap().to_owned(),
@@ -98,7 +104,8 @@ fn ipam_views_match_the_captures() {
             // /status/ipam: ours first, the others in Go's map order (compared as a set).
             let got = status_ipam(&st);
             let want = fixtures::body(SCENARIO, &host, "status-ipam");
-            let (mut g, mut w): (Vec<&str>, Vec<&str>) = (got.lines().collect(), want.lines().collect());
+            let (mut g, mut w): (Vec<&str>, Vec<&str>) =
+                (got.lines().collect(), want.lines().collect());
             w.retain(|l| !l.is_empty());
             assert_eq!(g.first(), w.first(), "{host}: our line");
             g.sort_unstable();

@@ -288,7 +288,12 @@ pub fn attach(g: &GlobalArgs, addrs: &[String], spec: &str, multicast_route: boo
     Ok(())
 }
 
-fn configure_attach(g: &GlobalArgs, c: &Container, cidrs: &[Cidr], multicast_route: bool) -> Outcome {
+fn configure_attach(
+    g: &GlobalArgs,
+    c: &Container,
+    cidrs: &[Cidr],
+    multicast_route: bool,
+) -> Outcome {
     let mut host = Handle::new().map_err(|e| kernel("netlink", e))?;
     let bridge = host
         .link_by_name(BRIDGE)
@@ -543,7 +548,10 @@ mod tests {
 
     /// Serve one request on a fresh socket with `response`; return what `inspect_pid` made of
     /// it and the request line the fake Docker received.
-    fn against_fake_docker(id: &str, response: &'static str) -> (Result<u32, String>, String) {
+    fn against_fake_docker(
+        id: &str,
+        response: &'static str,
+    ) -> (Result<(u32, String), String>, String) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("docker.sock");
         let listener = UnixListener::bind(&path).unwrap();
@@ -567,9 +575,13 @@ mod tests {
     fn running_container_gives_its_pid() {
         let (got, request) = against_fake_docker(
             "web",
-            "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"State\":{\"Running\":true,\"Pid\":4242}}",
+            "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"Id\":\"4f1e0c\",\"State\":{\"Running\":true,\"Pid\":4242}}",
         );
-        assert_eq!(got, Ok(4242));
+        assert_eq!(
+            got,
+            Ok((4242, "4f1e0c".to_owned())),
+            "the pid and the full id"
+        );
         assert_eq!(request, "GET /containers/web/json HTTP/1.0\r\n");
     }
 

@@ -169,7 +169,12 @@ pub struct RouterArgs {
     #[arg(long)]
     pub no_weft_extensions: bool,
     /// The range IPAM allocates from; empty disables IPAM
-    #[arg(long, alias = "iprange", default_value = "10.32.0.0/12", value_name = "CIDR")]
+    #[arg(
+        long,
+        alias = "iprange",
+        default_value = "10.32.0.0/12",
+        value_name = "CIDR"
+    )]
     pub ipalloc_range: String,
     /// The subnet containers get when they ask for none (default: the whole range)
     #[arg(long, value_name = "CIDR")]

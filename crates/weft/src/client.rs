@@ -44,7 +44,12 @@ impl Api {
     }
 
     /// `METHOD path?query` with no body.
-    pub fn call(&self, method: &str, path: &str, query: &[(&str, &str)]) -> Result<String, CallError> {
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<String, CallError> {
         let mut req = self
             .agent
             .request(method, &format!("http://{}{}", self.addr, path));

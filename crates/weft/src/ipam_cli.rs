@@ -132,7 +132,12 @@ pub fn acquire_with(
     Ok(got)
 }
 
-fn one(api: &Api, id: &str, spec: &AddrSpec, check_alive: bool) -> Result<Option<Acquired>, Failure> {
+fn one(
+    api: &Api,
+    id: &str,
+    spec: &AddrSpec,
+    check_alive: bool,
+) -> Result<Option<Acquired>, Failure> {
     let seg = path_segment(id);
     let alive = if check_alive { "true" } else { "false" };
     let (path, what) = match spec {
@@ -242,9 +247,15 @@ mod tests {
 
     #[test]
     fn bad_forms_say_why() {
-        assert!(specs(&["net:10.32.1.1/24"]).unwrap_err().contains("not all zero"));
-        assert!(specs(&["net:10.32.1.0/31"]).unwrap_err().contains("at least 4"));
-        assert!(specs(&["net:nonsense"]).unwrap_err().contains("invalid address"));
+        assert!(specs(&["net:10.32.1.1/24"])
+            .unwrap_err()
+            .contains("not all zero"));
+        assert!(specs(&["net:10.32.1.0/31"])
+            .unwrap_err()
+            .contains("at least 4"));
+        assert!(specs(&["net:nonsense"])
+            .unwrap_err()
+            .contains("invalid address"));
         assert!(specs(&["ip:10.1.1.1"]).unwrap_err().contains("a.b.c.d/nn"));
         assert!(specs(&["fe80::1/64"]).unwrap_err().contains("IPv4"));
     }

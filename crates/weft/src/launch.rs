@@ -294,7 +294,10 @@ fn check_range_routes(range: weft_ipam::addr::Cidr) -> Outcome {
     let routes = h
         .list_routes(false)
         .map_err(|e| Failure::new(1, format!("cannot read the host's routes: {e}")))?;
-    let (start, end) = (u64::from(range.network()), u64::from(range.network()) + range.size());
+    let (start, end) = (
+        u64::from(range.network()),
+        u64::from(range.network()) + range.size(),
+    );
     for r in routes {
         if r.dst.prefix() == 0 || r.dev.as_deref() == Some(crate::attach::BRIDGE) {
             continue;

@@ -4,8 +4,8 @@ mod attach;
 mod cli;
 mod client;
 mod compat;
-mod ipam_cli;
 mod expose;
+mod ipam_cli;
 mod launch;
 
 use std::net::SocketAddr;
@@ -247,15 +247,19 @@ fn ipam_settings(args: &RouterArgs) -> Result<Option<weft_router::ipam::IpamSett
         if args.ipalloc_default_subnet.is_some() {
             return Err(bad(
                 "--ipalloc-default-subnet",
-                "IPAM is disabled (--ipalloc-range is empty); give a range or drop this flag".into(),
+                "IPAM is disabled (--ipalloc-range is empty); give a range or drop this flag"
+                    .into(),
             ));
         }
         return Ok(None);
     }
     let cidr = |flag: &str, text: &str| -> Result<Cidr, Failure> {
-        let c: Cidr = text
-            .parse()
-            .map_err(|e| bad(flag, format!("{text:?} is not a CIDR like 10.32.0.0/12 ({e})")))?;
+        let c: Cidr = text.parse().map_err(|e| {
+            bad(
+                flag,
+                format!("{text:?} is not a CIDR like 10.32.0.0/12 ({e})"),
+            )
+        })?;
         if !c.is_canonical() {
             return Err(bad(
                 flag,
@@ -285,8 +289,7 @@ fn ipam_settings(args: &RouterArgs) -> Result<Option<weft_router::ipam::IpamSett
         }
         None => universe,
     };
-    let init = parse_ipalloc_init(&args.ipalloc_init)
-        .map_err(|msg| bad("--ipalloc-init", msg))?;
+    let init = parse_ipalloc_init(&args.ipalloc_init).map_err(|msg| bad("--ipalloc-init", msg))?;
     let dead_after = args
         .ipalloc_reclaim_after
         .as_deref()

@@ -35,8 +35,32 @@ fn three_hosts_allocate_unique_addresses_and_survive_restarts_and_rmpeer() {
     let lab = lab("e2eipam", 3, Topology::Full);
     let init = "--ipalloc-init=consensus=3";
     weft(&lab, 1, &["launch", init, "--nickname", "h1"]).ok();
-    weft(&lab, 2, &["launch", init, "--nickname", "h2", "--no-weft-extensions", "198.18.0.1"]).ok();
-    weft(&lab, 3, &["launch", init, "--nickname", "h3", "198.18.0.1", "198.18.0.2"]).ok();
+    weft(
+        &lab,
+        2,
+        &[
+            "launch",
+            init,
+            "--nickname",
+            "h2",
+            "--no-weft-extensions",
+            "198.18.0.1",
+        ],
+    )
+    .ok();
+    weft(
+        &lab,
+        3,
+        &[
+            "launch",
+            init,
+            "--nickname",
+            "h3",
+            "198.18.0.1",
+            "198.18.0.2",
+        ],
+    )
+    .ok();
     let ns: Vec<String> = (1..=3)
         .map(|i| format!("netns:{}", lab.add_container(i, &format!("c{i}")).unwrap()))
         .collect();
@@ -54,7 +78,11 @@ fn three_hosts_allocate_unique_addresses_and_survive_restarts_and_rmpeer() {
     assert_eq!(unique.len(), 3, "addresses must differ: {addrs:?}");
     for a in &addrs {
         let ip: std::net::Ipv4Addr = a.parse().unwrap_or_else(|_| panic!("not an address: {a}"));
-        assert_eq!(u32::from(ip) >> 20, u32::from(std::net::Ipv4Addr::new(10, 32, 0, 0)) >> 20, "{a} outside 10.32.0.0/12");
+        assert_eq!(
+            u32::from(ip) >> 20,
+            u32::from(std::net::Ipv4Addr::new(10, 32, 0, 0)) >> 20,
+            "{a} outside 10.32.0.0/12"
+        );
     }
     wait_ping(&lab, 1, &addrs[1]);
     wait_ping(&lab, 2, &addrs[2]);
@@ -66,7 +94,11 @@ fn three_hosts_allocate_unique_addresses_and_survive_restarts_and_rmpeer() {
         weft(
             &lab,
             i,
-            &["report", "-f", "{{range .IPAM.Entries}}{{.Token}} {{.Size}} {{.Peer}};{{end}}"],
+            &[
+                "report",
+                "-f",
+                "{{range .IPAM.Entries}}{{.Token}} {{.Size}} {{.Peer}};{{end}}",
+            ],
         )
         .ok()
     };
@@ -86,16 +118,40 @@ fn three_hosts_allocate_unique_addresses_and_survive_restarts_and_rmpeer() {
     // Detach frees; the next attach on that host reuses the lowest.
     assert_eq!(weft(&lab, 1, &["detach", &ns[0]]).ok().trim(), addrs[0]);
     let n4 = format!("netns:{}", lab.add_container(1, "c4").unwrap());
-    assert_eq!(addr_of(&weft(&lab, 1, &["attach", &n4]).ok()), addrs[0], "the freed address is reused");
+    assert_eq!(
+        addr_of(&weft(&lab, 1, &["attach", &n4]).ok()),
+        addrs[0],
+        "the freed address is reused"
+    );
 
     // kill -9 and relaunch of h2: its allocation stays, a new container gets another one.
     let n2 = &ns[1];
     let pid = router_pid(&lab, 2).expect("h2 pid");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-    weft(&lab, 2, &["launch", init, "--nickname", "h2", "--no-weft-extensions", "198.18.0.1"]).ok();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    weft(
+        &lab,
+        2,
+        &[
+            "launch",
+            init,
+            "--nickname",
+            "h2",
+            "--no-weft-extensions",
+            "198.18.0.1",
+        ],
+    )
+    .ok();
     let (code, kept) = http(&lab, 2, "GET", &format!("/ip/{n2}"));
     assert_eq!(code, 200);
-    assert_eq!(kept.split('/').next().unwrap_or(""), addrs[1], "h2 kept c2's address over kill -9");
+    assert_eq!(
+        kept.split('/').next().unwrap_or(""),
+        addrs[1],
+        "h2 kept c2's address over kill -9"
+    );
     let n5 = format!("netns:{}", lab.add_container(2, "c5").unwrap());
     let a5 = addr_of(&weft(&lab, 2, &["attach", &n5]).ok());
     assert!(!addrs.contains(&a5), "{a5} was given before: {addrs:?}");
@@ -103,20 +159,36 @@ fn three_hosts_allocate_unique_addresses_and_survive_restarts_and_rmpeer() {
     // h3 dies for good: h1 takes its space over, once.
     let h3_name = weft(&lab, 3, &["report", "-f", "{{.Router.Name}}"]).ok();
     let pid = router_pid(&lab, 3).expect("h3 pid");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     wait_until("h3 unreachable on h1", Duration::from_secs(30), || {
         let v = status_ipam(&lab, 1);
-        if v.contains("(h3)") && v.contains("unreachable!") { Ok(()) } else { Err(v) }
+        if v.contains("(h3)") && v.contains("unreachable!") {
+            Ok(())
+        } else {
+            Err(v)
+        }
     })
     .unwrap();
     let taken = weft(&lab, 1, &["rmpeer", h3_name.trim()]).ok();
     println!("rmpeer: {taken}");
-    let n: u64 = taken.split_whitespace().next().and_then(|t| t.parse().ok()).unwrap_or(0);
+    let n: u64 = taken
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
     assert!(n > 0, "{taken}");
     assert!(taken.contains("IPs taken over from"), "{taken}");
     wait_until("h2 to see the takeover", Duration::from_secs(20), || {
         let v = status_ipam(&lab, 2);
-        if v.contains("(h3)") { Err(v) } else { Ok(()) }
+        if v.contains("(h3)") {
+            Err(v)
+        } else {
+            Ok(())
+        }
     })
     .unwrap();
     // The same rmpeer on h2 afterwards finds nothing left to take (as Weave answers).

@@ -34,7 +34,10 @@ pub fn path(data_dir: &Path) -> PathBuf {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the IPAM database {path}: {source}; if it is damaged, move it away (the router then starts with no persisted addresses)")]
-    Open { path: PathBuf, source: redb::DatabaseError },
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
     #[error("IPAM database {path}: {what}: {detail}")]
     Io {
         path: PathBuf,
@@ -104,7 +107,9 @@ impl Store {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| self.io("peername", "not a peer name"))?;
         let ring = match get("ring")? {
-            Some(bytes) => Some(codec::decode_persisted_ring(&bytes).map_err(|e| self.io("ring", e))?),
+            Some(bytes) => {
+                Some(codec::decode_persisted_ring(&bytes).map_err(|e| self.io("ring", e))?)
+            }
             None => None,
         };
         let mut owned = BTreeMap::new();
