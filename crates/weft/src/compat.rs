@@ -145,7 +145,9 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert!(r("rmpeer h1").unwrap().contains("not implemented"));
+        assert!(r("dns-add c1").unwrap().contains("not implemented"));
+        assert_eq!(r("rmpeer h1"), None);
+        assert_eq!(r("prime"), None);
         assert_eq!(r("expose 10.2.1.1/24"), None);
         assert_eq!(r("hide 10.2.1.1/24"), None);
         assert_eq!(r("reset --force"), None);

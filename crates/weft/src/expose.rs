@@ -231,11 +231,11 @@ mod tests {
     }
 
     #[test]
-    fn forms_that_need_ipam_say_so() {
+    fn forms_that_need_ipam_need_a_router() {
         let api = Api::new("127.0.0.1:9".parse().unwrap());
         for args in [vec![], vec!["net:10.32.2.0/24".to_owned()]] {
             let e = resolve(&api, &args, false).unwrap_err();
-            assert!(e.message.contains("IPAM"), "{}", e.message);
+            assert!(e.message.contains("router is not running"), "{}", e.message);
         }
         let got = resolve(&api, &["10.32.1.254/24".to_owned()], false).unwrap();
         assert_eq!(got, vec!["10.32.1.254/24".parse::<Cidr>().unwrap()]);
