@@ -195,3 +195,153 @@ fn three_hosts_allocate_unique_addresses_and_survive_restarts_and_rmpeer() {
     let again = weft(&lab, 2, &["rmpeer", h3_name.trim()]).ok();
     assert!(again.starts_with("0 IPs taken over"), "{again}");
 }
+
+/// Host `i`'s router log.
+fn log(lab: &LabGuard, i: usize) -> String {
+    std::fs::read_to_string(lab.spec.host_run_dir(i).join("weft.log")).unwrap_or_default()
+}
+
+#[test]
+fn waiting_cancelling_releasing_handing_over_and_turning_ipam_off() {
+    let lab = lab("e2eipam2", 2, Topology::Full);
+    // consensus=2: h1 alone cannot make the ring, so an allocation waits.
+    let init = "--ipalloc-init=consensus=2";
+    weft(&lab, 1, &["launch", init, "--nickname", "h1"]).ok();
+    let c1 = format!("netns:{}", lab.add_container(1, "c1").unwrap());
+    // The API client gives up after 2 s: the waiting request is cancelled, not left behind.
+    let (code, _) = {
+        let script = "import urllib.request as u\n\
+            try:\n    u.urlopen(u.Request('http://127.0.0.1:6784/ip/cid-x', method='POST'), timeout=2)\n    print(200)\n\
+            except Exception as e:\n    print(type(e).__name__)\n";
+        let out = on_host(&lab, 1, &["python3", "-c", script]).ok();
+        (out.trim().to_owned(), ())
+    };
+    assert_ne!(
+        code, "200",
+        "nothing can be allocated before the ring exists"
+    );
+    let st = weft(&lab, 1, &["status"]).ok();
+    println!("{st}");
+    assert!(
+        st.contains("awaiting consensus (quorum: 2, known: 1)"),
+        "{st}"
+    );
+    assert!(
+        st.contains("waiting for consensus: 1 of 2 peers known"),
+        "{st}"
+    );
+    wait_until(
+        "the cancelled request to go",
+        Duration::from_secs(10),
+        || {
+            let p = weft(&lab, 1, &["report", "-f", "{{len .IPAM.PendingAllocates}}"]).ok();
+            if p.trim() == "0" {
+                Ok(())
+            } else {
+                Err(p)
+            }
+        },
+    )
+    .unwrap();
+
+    // h2 arrives: consensus, and an attach that was waiting on h1 completes.
+    let waiting = lab
+        .host_command(1, &[common::WEFT, "attach", &c1])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    weft(&lab, 2, &["launch", init, "--nickname", "h2", "198.18.0.1"]).ok();
+    let out = waiting.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let a1 = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(a1.starts_with("10."), "{a1}");
+
+    // A container that is gone for good has its address released (netns removed).
+    let c2 = format!("netns:{}", lab.add_container(2, "c2").unwrap());
+    let a2 = weft(&lab, 2, &["attach", &c2]).ok().trim().to_owned();
+    on_host(
+        &lab,
+        2,
+        &["ip", "netns", "del", c2.trim_start_matches("netns:")],
+    )
+    .ok();
+    wait_until(
+        "c2's address to be released",
+        Duration::from_secs(20),
+        || {
+            let (_, body) = http(&lab, 2, "GET", &format!("/ip/{c2}"));
+            if body.is_empty() {
+                Ok(())
+            } else {
+                Err(body)
+            }
+        },
+    )
+    .unwrap();
+    let c3 = format!("netns:{}", lab.add_container(2, "c3").unwrap());
+    assert_eq!(
+        weft(&lab, 2, &["attach", &c3]).ok().trim(),
+        a2,
+        "c2's address is free again"
+    );
+
+    // weft reset on h1 hands its space to h2 first.
+    weft(&lab, 1, &["reset"]).ok();
+    wait_until("h2 to own the whole range", Duration::from_secs(20), || {
+        let v = status_ipam(&lab, 2);
+        if v.lines().count() == 1 && v.contains("1048576 IPs (100.0% of total)") {
+            Ok(())
+        } else {
+            Err(v)
+        }
+    })
+    .unwrap();
+
+    // The same data directory with another range: the old ring is discarded, with a log line.
+    weft(&lab, 2, &["stop"]).ok();
+    weft(
+        &lab,
+        2,
+        &[
+            "launch",
+            init,
+            "--ipalloc-range",
+            "10.40.0.0/16",
+            "198.18.0.1",
+        ],
+    )
+    .ok();
+    wait_until("the discard to be logged", Duration::from_secs(10), || {
+        let l = log(&lab, 2);
+        if l.contains("Deleting persisted data for IPAM range 10.32.0.0")
+            && l.contains("our range is 10.40.0.0/16")
+        {
+            Ok(())
+        } else {
+            Err(l)
+        }
+    })
+    .unwrap();
+    weft(&lab, 2, &["stop"]).ok();
+
+    // IPAM off: its routes answer 404, status has no ipam section, net: is refused clearly.
+    weft(&lab, 2, &["launch", "--ipalloc-range", ""]).ok();
+    assert_eq!(http(&lab, 2, "POST", "/ip/x").0, 404);
+    assert_eq!(http(&lab, 2, "GET", "/ipinfo/defaultsubnet").0, 404);
+    let st = weft(&lab, 2, &["status"]).ok();
+    assert!(!st.contains("Service: ipam"), "{st}");
+    assert_eq!(weft(&lab, 2, &["status", "ipam"]).code, 1);
+    let c4 = format!("netns:{}", lab.add_container(2, "c4").unwrap());
+    let r = weft(&lab, 2, &["attach", "net:default", &c4]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("IP address allocation must be enabled"),
+        "{r:?}"
+    );
+    // Explicit addresses still work without IPAM.
+    assert_eq!(
+        weft(&lab, 2, &["attach", "10.32.9.9/12", &c4]).ok().trim(),
+        "10.32.9.9"
+    );
+}

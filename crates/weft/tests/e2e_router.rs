@@ -152,7 +152,11 @@ fn bad_input_is_refused_clearly() {
             "not implemented",
         ),
         (&["expose", "net:default"], 1, "router is not running"),
-        (&["attach", "net:default", "netns:x"], 1, "no such network namespace"),
+        (
+            &["attach", "net:default", "netns:x"],
+            1,
+            "no such network namespace",
+        ),
         (
             &["attach", "net:10.32.1.1/24", "netns:x"],
             1,
@@ -164,16 +168,32 @@ fn bad_input_is_refused_clearly() {
             1,
             "bits after network prefix are not all zero",
         ),
-        (&["launch", "--ipalloc-range", "10.32.0.0/31"], 1, "too small"),
+        (
+            &["launch", "--ipalloc-range", "10.32.0.0/31"],
+            1,
+            "too small",
+        ),
         (&["launch", "--ipalloc-range", "10.32.0.0"], 1, "not a CIDR"),
         (
             &["launch", "--ipalloc-default-subnet", "10.0.0.0/16"],
             1,
             "not inside --ipalloc-range",
         ),
-        (&["launch", "--ipalloc-init", "consensus=x"], 1, "--ipalloc-init"),
-        (&["launch", "--ipalloc-init", "seed=zz"], 1, "not a peer name"),
-        (&["launch", "--ipalloc-init", "elect"], 1, "expected consensus"),
+        (
+            &["launch", "--ipalloc-init", "consensus=x"],
+            1,
+            "--ipalloc-init",
+        ),
+        (
+            &["launch", "--ipalloc-init", "seed=zz"],
+            1,
+            "not a peer name",
+        ),
+        (
+            &["launch", "--ipalloc-init", "elect"],
+            1,
+            "expected consensus",
+        ),
         (
             &["launch", "--ipalloc-range", "198.18.0.0/16"],
             1,
