@@ -345,3 +345,72 @@ fn waiting_cancelling_releasing_handing_over_and_turning_ipam_off() {
         "10.32.9.9"
     );
 }
+
+/// Allocations a client was told about survive `kill -9` at any moment: the router commits
+/// each to its store before it answers. A client allocates without pause while the router is
+/// killed and relaunched; every address it was given must still belong to its id afterwards,
+/// and no address may have been given twice.
+#[test]
+fn kill_9_during_allocations_never_loses_or_repeats_an_address() {
+    let lab = lab("e2eipam3", 1, Topology::Full);
+    weft(&lab, 1, &["launch"]).ok();
+    weft(&lab, 1, &["prime"]).ok();
+    // Allocates cid-<k> for k = argv[1].. until killed; prints "cid addr" per answer.
+    let client = "import sys, urllib.request as u\n\
+        k = int(sys.argv[1])\n\
+        while True:\n    \
+            try:\n        \
+                a = u.urlopen(u.Request('http://127.0.0.1:6784/ip/cid-%d' % k, method='POST'), timeout=5).read().decode()\n    \
+            except Exception:\n        \
+                continue\n    \
+            print('cid-%d %s' % (k, a), flush=True); k += 1\n";
+    let mut given: Vec<(String, String)> = Vec::new();
+    let rounds = 15;
+    for round in 0..rounds {
+        use std::io::BufRead;
+        let start = (round * 100_000).to_string();
+        let mut child = lab
+            .host_command(1, &["timeout", "30", "python3", "-c", client, &start])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Let it allocate a little, a different amount each round, then kill the router
+        // while the client keeps asking.
+        let want = 3 + round * 2;
+        let mut told: Vec<(String, String)> = Vec::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while told.len() < want && out.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some((cid, addr)) = line.trim().split_once(' ') {
+                told.push((cid.to_owned(), addr.to_owned()));
+            }
+            line.clear();
+        }
+        let pid = router_pid(&lab, 1).expect("pid");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        // Whatever answers were in flight come out before the client notices the router gone.
+        let _ = child.kill();
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+        let _ = child.wait();
+        for l in rest.lines() {
+            if let Some((cid, addr)) = l.trim().split_once(' ') {
+                told.push((cid.to_owned(), addr.to_owned()));
+            }
+        }
+        weft(&lab, 1, &["launch"]).ok();
+        // Every address the client was told still belongs to its id.
+        for (cid, addr) in &told {
+            let (code, body) = http(&lab, 1, "GET", &format!("/ip/{cid}"));
+            assert_eq!((code, body.trim()), (200, addr.as_str()), "{cid} was told {addr}");
+        }
+        given.extend(told);
+    }
+    let mut addrs: Vec<&String> = given.iter().map(|(_, a)| a).collect();
+    let n = addrs.len();
+    addrs.sort();
+    addrs.dedup();
+    println!("{n} addresses kept over {rounds} kill -9s");
+    assert_eq!(addrs.len(), n, "an address was given twice");
+    assert!(n >= rounds * 3, "only {n} allocations");
+}
