@@ -29,6 +29,7 @@ pub mod allocator;
 pub mod codec;
 pub mod paxos;
 pub mod ring;
+pub mod sim;
 pub mod space;
 pub mod wire;
 
