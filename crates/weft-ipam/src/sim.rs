@@ -309,11 +309,15 @@ impl Sim {
 
     /// Ask peer `i` for an address for a new container; returns the request number.
     pub fn allocate(&mut self, i: usize) -> u64 {
+        self.allocate_in(i, self.cfg.universe)
+    }
+
+    /// Ask peer `i` for an address in `subnet`; returns the request number.
+    pub fn allocate_in(&mut self, i: usize, subnet: Cidr) -> u64 {
         let req = self.next_req;
         self.next_req += 1;
         let ident = self.ident_of(i, ReqId(req));
         let now = self.now();
-        let subnet = self.cfg.universe;
         if let Some(a) = self.nodes.get_mut(i).and_then(|n| n.alloc.as_mut()) {
             a.allocate(now, ReqId(req), &ident, subnet, true);
         }
@@ -342,6 +346,14 @@ impl Sim {
             n.alloc = None;
         }
         self.holders.retain(|_, (h, _)| *h != i);
+        self.refresh_peers();
+    }
+
+    /// Crash peer `i` (`kill -9` of the router): its containers keep their addresses.
+    pub fn crash(&mut self, i: usize) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.alloc = None;
+        }
         self.refresh_peers();
     }
 
@@ -525,3 +537,6 @@ impl Sim {
         ring + space + owned
     }
 }
+
+#[cfg(test)]
+mod tests;
