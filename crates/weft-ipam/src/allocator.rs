@@ -247,6 +247,9 @@ struct AllocOp {
     ident: String,
     subnet: Cidr,
     is_container: bool,
+    /// The peer we last asked for space, and when: not asked again before it answers or a
+    /// tick passes (Weave asks again on every ring change, which storms at scale).
+    asked: Option<(PeerName, Instant)>,
 }
 
 #[derive(Debug, Clone)]
@@ -494,7 +497,11 @@ impl Allocator {
     }
 
     fn encode(&self, now: Now) -> Vec<u8> {
-        let state = GossipState {
+        codec::encode_gossip(&self.state(now))
+    }
+
+    fn state(&self, now: Now) -> GossipState {
+        GossipState {
             now: now.unix,
             nicknames: self.nicknames.clone(),
             paxos: if self.ring.is_empty() {
@@ -503,8 +510,7 @@ impl Allocator {
                 None
             },
             ring: (!self.ring.is_empty()).then(|| self.ring.to_wire()),
-        };
-        codec::encode_gossip(&state)
+        }
     }
 
     fn send_ring_update(&mut self, dst: PeerName, now: Now) {
@@ -614,8 +620,8 @@ impl Allocator {
 
         let allocs = std::mem::take(&mut self.pending_allocates);
         let mut keep = Vec::new();
-        for op in allocs {
-            if !self.try_allocate(&op) {
+        for mut op in allocs {
+            if !self.try_allocate(&mut op, now) {
                 keep.push(op);
             }
         }
@@ -659,7 +665,7 @@ impl Allocator {
         self.need_persist = true;
     }
 
-    fn try_allocate(&mut self, op: &AllocOp) -> bool {
+    fn try_allocate(&mut self, op: &mut AllocOp, now: Now) -> bool {
         if let Some(c) = self.owned_in_range(&op.ident, op.subnet.range()).first() {
             self.dead.remove(&op.ident);
             let c = Cidr::new(c.addr, op.subnet.prefix);
@@ -694,6 +700,11 @@ impl Allocator {
             return true;
         }
         // out of space: ask the peer with most free space (weighted random)
+        if let Some((asked, at)) = op.asked {
+            if self.is_known_peer(asked) && now.at.saturating_duration_since(at) < TICK {
+                return false; // its answer is on the way
+            }
+        }
         let want = op.subnet.range();
         let mut rng = self.rng;
         let donors = self.ring.choose_peers_to_ask(want, || splitmix(&mut rng));
@@ -709,6 +720,7 @@ impl Allocator {
                 dst: donor,
                 payload,
             });
+            op.asked = Some((donor, now.at));
         }
         false
     }
@@ -917,13 +929,14 @@ impl Allocator {
         } else if self.shutting_down {
             self.reply(req, Ok(Reply::Cancelled));
         } else {
-            let op = AllocOp {
+            let mut op = AllocOp {
                 req,
                 ident: ident.to_owned(),
                 subnet,
                 is_container,
+                asked: None,
             };
-            if !self.try_allocate(&op) {
+            if !self.try_allocate(&mut op, now) {
                 self.pending_allocates.push(op);
             }
         }
@@ -1171,10 +1184,15 @@ impl Allocator {
                 Ok(())
             }
             Ok(Unicast::SpaceRequestDenied(w)) => {
+                self.answered(src);
                 self.space_request_denied(src, w);
                 Ok(())
             }
-            Ok(Unicast::RingUpdate(s)) => self.update(now, Some(src), src, s),
+            Ok(Unicast::RingUpdate(s)) => {
+                self.answered(src);
+                self.retry = true;
+                self.update(now, Some(src), src, s)
+            }
         };
         self.finish(now);
         r
@@ -1211,6 +1229,15 @@ impl Allocator {
             }
         }
         self.send_ring_update(to, now);
+    }
+
+    /// `src` answered a space request: pending allocations may ask again.
+    fn answered(&mut self, src: PeerName) {
+        for op in &mut self.pending_allocates {
+            if op.asked.is_some_and(|(p, _)| p == src) {
+                op.asked = None;
+            }
+        }
     }
 
     fn space_request_denied(&mut self, sender: PeerName, w: crate::wire::Range) {
@@ -1373,6 +1400,9 @@ impl Allocator {
         if self.awaiting_consensus {
             self.propose();
         } else {
+            for op in &mut self.pending_allocates {
+                op.asked = None; // ask again: messages may have been lost
+            }
             self.try_pending_ops(now);
         }
         let expired: Vec<String> = self
