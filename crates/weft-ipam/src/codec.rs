@@ -226,14 +226,9 @@ pub fn encode_persisted_ring(ring: &RingWire) -> Vec<u8> {
 
 fn range_message(kind: u8, r: &Range, ids: TypeIds) -> Vec<u8> {
     let mut out = vec![kind];
-    let mut def = Vec::new();
-    struct_def(
-        &mut def,
-        "Range",
-        ids.range,
-        &[("Start", UINT), ("End", UINT)],
-    );
-    definition(&mut out, ids.range, &def);
+    emit(&mut out, ids.range, |d| {
+        struct_def(d, "Range", ids.range, &[("Start", UINT), ("End", UINT)])
+    });
     let mut body = Vec::new();
     put_int(&mut body, ids.range);
     let mut f = Fields::new(&mut body);
@@ -247,104 +242,72 @@ fn range_message(kind: u8, r: &Range, ids: TypeIds) -> Vec<u8> {
 /// The twelve definitions of `gossipState`, in the order Go sends them (a type, then the types
 /// its fields refer to, depth first, each once).
 fn gossip_state_defs(out: &mut Vec<u8>, ids: TypeIds) {
-    let mut d = Vec::new();
-    let mut def = |out: &mut Vec<u8>, id: i64, build: &dyn Fn(&mut Vec<u8>)| {
-        d.clear();
-        build(&mut d);
-        definition(out, id, &d);
-    };
     let g = |k| ids.gs(k);
-    let r = |k| ids.ring(k);
-    def(out, g(GS), &|d| {
-        struct_def(
-            d,
-            "gossipState",
-            g(GS),
-            &[
-                ("Now", INT),
-                ("Nicknames", g(NICKS)),
-                ("Paxos", g(PAXOS)),
-                ("Ring", r(RING)),
-            ],
-        )
-    });
-    def(out, g(NICKS), &|d| {
+    let fields = [
+        ("Now", INT),
+        ("Nicknames", g(NICKS)),
+        ("Paxos", g(PAXOS)),
+        ("Ring", ids.ring(RING)),
+    ];
+    emit(out, g(GS), |d| struct_def(d, "gossipState", g(GS), &fields));
+    emit(out, g(NICKS), |d| {
         map_def(d, "map[mesh.PeerName]string", g(NICKS), UINT, STRING)
     });
-    def(out, g(PAXOS), &|d| {
+    emit(out, g(PAXOS), |d| {
         map_def(d, "GossipState", g(PAXOS), g(NODE_ID), g(CLAIMS))
     });
-    def(out, g(NODE_ID), &|d| {
+    emit(out, g(NODE_ID), |d| {
         struct_def(d, "", g(NODE_ID), &[("Name", UINT), ("UID", UINT)])
     });
-    def(out, g(CLAIMS), &|d| {
-        struct_def(
-            d,
-            "",
-            g(CLAIMS),
-            &[
-                ("Promise", g(PROPOSAL)),
-                ("Accepted", g(PROPOSAL)),
-                ("AcceptedVal", g(ACCEPTED_VALUE)),
-            ],
-        )
+    let claims = [
+        ("Promise", g(PROPOSAL)),
+        ("Accepted", g(PROPOSAL)),
+        ("AcceptedVal", g(ACCEPTED_VALUE)),
+    ];
+    emit(out, g(CLAIMS), |d| struct_def(d, "", g(CLAIMS), &claims));
+    let proposal = [("Round", UINT), ("Proposer", g(NODE_ID))];
+    emit(out, g(PROPOSAL), |d| {
+        struct_def(d, "ProposalID", g(PROPOSAL), &proposal)
     });
-    def(out, g(PROPOSAL), &|d| {
-        struct_def(
-            d,
-            "ProposalID",
-            g(PROPOSAL),
-            &[("Round", UINT), ("Proposer", g(NODE_ID))],
-        )
+    let value = [("Value", g(VALUE)), ("Origin", g(PROPOSAL))];
+    emit(out, g(ACCEPTED_VALUE), |d| {
+        struct_def(d, "AcceptedValue", g(ACCEPTED_VALUE), &value)
     });
-    def(out, g(ACCEPTED_VALUE), &|d| {
-        struct_def(
-            d,
-            "AcceptedValue",
-            g(ACCEPTED_VALUE),
-            &[("Value", g(VALUE)), ("Origin", g(PROPOSAL))],
-        )
-    });
-    def(out, g(VALUE), &|d| slice_def(d, "Value", g(VALUE), UINT));
+    emit(out, g(VALUE), |d| slice_def(d, "Value", g(VALUE), UINT));
     ring_defs(out, ids);
 }
 
 /// The definitions of `Ring`, `entries`, `entry` and `[]mesh.PeerName`, in Go's order.
 fn ring_defs(out: &mut Vec<u8>, ids: TypeIds) {
     let r = |k| ids.ring(k);
-    let mut d = Vec::new();
-    struct_def(
-        &mut d,
-        "Ring",
-        r(RING),
-        &[
-            ("Start", UINT),
-            ("End", UINT),
-            ("Peer", UINT),
-            ("Entries", r(ENTRIES)),
-            ("Seeds", r(SEEDS)),
-        ],
-    );
-    definition(out, r(RING), &d);
-    d.clear();
-    slice_def(&mut d, "entries", r(ENTRIES), r(ENTRY));
-    definition(out, r(ENTRIES), &d);
-    d.clear();
-    struct_def(
-        &mut d,
-        "",
-        r(ENTRY),
-        &[
-            ("Token", UINT),
-            ("Peer", UINT),
-            ("Version", UINT),
-            ("Free", UINT),
-        ],
-    );
-    definition(out, r(ENTRY), &d);
-    d.clear();
-    slice_def(&mut d, "[]mesh.PeerName", r(SEEDS), UINT);
-    definition(out, r(SEEDS), &d);
+    let ring = [
+        ("Start", UINT),
+        ("End", UINT),
+        ("Peer", UINT),
+        ("Entries", r(ENTRIES)),
+        ("Seeds", r(SEEDS)),
+    ];
+    emit(out, r(RING), |d| struct_def(d, "Ring", r(RING), &ring));
+    emit(out, r(ENTRIES), |d| {
+        slice_def(d, "entries", r(ENTRIES), r(ENTRY))
+    });
+    let entry = [
+        ("Token", UINT),
+        ("Peer", UINT),
+        ("Version", UINT),
+        ("Free", UINT),
+    ];
+    emit(out, r(ENTRY), |d| struct_def(d, "", r(ENTRY), &entry));
+    emit(out, r(SEEDS), |d| {
+        slice_def(d, "[]mesh.PeerName", r(SEEDS), UINT)
+    });
+}
+
+/// Writes the definition of type `id`, whose `wireType` `build` writes.
+fn emit(out: &mut Vec<u8>, id: i64, build: impl FnOnce(&mut Vec<u8>)) {
+    let mut wire_type = Vec::with_capacity(64);
+    build(&mut wire_type);
+    definition(out, id, &wire_type);
 }
 
 /// One gob message: length, then `body` (which starts with the type id).
@@ -532,7 +495,14 @@ fn limits() -> Limits {
 pub fn decode_gossip(bytes: &[u8]) -> Result<GossipState, CodecError> {
     let top = Decoder::with_limits(bytes, limits()).expect_value()?;
     let sv = as_struct(&top.value, "gossipState")?;
-    let now = sv.get::<i64>("Now")?;
+    let now = match sv.field("Now") {
+        None => 0,
+        Some(v) => v.as_int().ok_or(CodecError::Shape {
+            what: "gossipState.Now",
+            expected: "int",
+            found: v.kind_name(),
+        })?,
+    };
     let mut nicknames = BTreeMap::new();
     if let Some(v) = sv.field("Nicknames") {
         let m = as_map(v, "gossipState.Nicknames")?;

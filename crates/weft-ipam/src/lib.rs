@@ -3,7 +3,7 @@
 //! Weave's model, kept so that Weave 2.8.1 peers and weft peers share one ring:
 //!
 //! * [`wire`]: the data that travels on the `IPallocation` gossip channel and is persisted
-//!   (`GossipState`, `RingWire`, the Paxos claims, `Range`), as plain Rust data; `codec`
+//!   (`GossipState`, `RingWire`, the Paxos claims, `Range`), as plain Rust data; [`codec`]
 //!   turns it into Go gob bytes and back (total decoder, never panics).
 //! * `ring`: the CRDT of address ranges owned by peers, with Weave's merge rules, tokens and
 //!   versions; `space`: the addresses this peer owns and which of them are allocated.

@@ -2,7 +2,7 @@
 //! (reference weave-services.md §3.2). Pure: the allocator feeds it the claims it receives
 //! and gossips [`Participant::claims`].
 //!
-//! CONTRACT (the allocator codes against this; bodies are being written):
+//! CONTRACT (the allocator codes against this):
 //! * `Participant::elector(id, quorum)`: a voting node; `Participant::observer()`: never
 //!   votes or proposes, its gossip carries no claims (`claims()` is `None`).
 //! * `propose()`: start (or restart) a round: round = highest round known + 1, promise it
@@ -21,7 +21,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::wire::{AcceptedValue, NodeClaims, NodeId};
+use weft_mesh::PeerName;
+
+use crate::wire::{AcceptedValue, NodeClaims, NodeId, ProposalId};
 
 /// `/report`'s `IPAM.Paxos`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,20 +72,135 @@ impl Participant {
         self.quorum
     }
 
+    /// Starts (or restarts) a round: the highest round any node has promised or accepted,
+    /// plus one, proposed by us and promised by us. An observer never proposes.
     pub fn propose(&mut self) {
-        unimplemented!("paxos::propose is being written")
+        let Some(id) = self.id else { return };
+        let round = self
+            .known
+            .values()
+            .flat_map(|c| [c.promise, c.accepted])
+            .flatten()
+            .map(|p| p.round)
+            .max()
+            .unwrap_or(0);
+        let ours = self.known.entry(id).or_default();
+        ours.promise = Some(ProposalId {
+            round: round.saturating_add(1),
+            proposer: id,
+        });
     }
 
-    pub fn update(&mut self, _claims: &BTreeMap<NodeId, NodeClaims>) -> bool {
-        unimplemented!("paxos::update is being written")
+    /// Merges claims received by gossip: a node we did not know is taken as is; for a known
+    /// node the higher promise, and the higher accepted proposal with its value, win. Returns
+    /// true if our knowledge changed. (Weave's `Node.Update`.)
+    pub fn update(&mut self, claims: &BTreeMap<NodeId, NodeClaims>) -> bool {
+        let mut changed = false;
+        for (node, theirs) in claims {
+            match self.known.get_mut(node) {
+                None => {
+                    self.known.insert(*node, theirs.clone());
+                    changed = true;
+                }
+                Some(known) => {
+                    if known.promise < theirs.promise {
+                        known.promise = theirs.promise;
+                        changed = true;
+                    }
+                    if known.accepted < theirs.accepted {
+                        known.accepted = theirs.accepted;
+                        known.accepted_val = theirs.accepted_val.clone();
+                        changed = true;
+                    }
+                }
+            }
+        }
+        changed
     }
 
+    /// Weave's `Node.Think`: the promise, accept-request and accepted steps of Paxos on what we
+    /// know. Returns true if our own claims changed (then they should be gossiped). An observer
+    /// never changes anything.
     pub fn think(&mut self) -> bool {
-        unimplemented!("paxos::think is being written")
+        let Some(id) = self.id else { return false };
+        let before = self.known.get(&id).cloned().unwrap_or_default();
+        let mut ours = before.clone();
+
+        // Promise: adopt the highest promise seen.
+        if let Some(highest) = self.known.values().filter_map(|c| c.promise).max() {
+            if ours.promise < Some(highest) {
+                ours.promise = Some(highest);
+            }
+        }
+
+        // Accept request: acting as the proposer, do we hold a quorum of promises?
+        if let Some(promise) = ours.promise.filter(|p| p.proposer == id) {
+            let mut count: u64 = 0;
+            let mut accepted: Option<ProposalId> = None;
+            let mut accepted_val = AcceptedValue::default();
+            for claims in self.known.values() {
+                if claims.promise == Some(promise) {
+                    count += 1;
+                    if accepted < claims.accepted {
+                        accepted = claims.accepted;
+                        accepted_val = claims.accepted_val.clone();
+                    }
+                }
+            }
+            if count >= u64::from(self.quorum) {
+                if accepted.is_none() {
+                    accepted_val = AcceptedValue {
+                        value: self.pick_value(),
+                        origin: Some(promise),
+                    };
+                }
+                // Accepting our own proposal is how the accept request reaches the others.
+                ours.accepted = Some(promise);
+                ours.accepted_val = accepted_val;
+            }
+        }
+
+        // Accepted: if the proposer we promised has accepted its proposal, accept it too.
+        if ours.promise.is_some() && ours.accepted != ours.promise {
+            if let Some(claims) = self
+                .known
+                .values()
+                .find(|c| c.accepted.is_some() && c.accepted == ours.promise)
+            {
+                ours.accepted = claims.accepted;
+                ours.accepted_val = claims.accepted_val.clone();
+            }
+        }
+
+        let changed = ours != before;
+        self.known.insert(id, ours);
+        changed
     }
 
+    /// The value once at least `quorum` nodes have accepted values of the same origin (Weave's
+    /// `Node.Consensus`, with nodes taken in order rather than Go's random map order; values of
+    /// one origin are equal, so the order does not change the result).
     pub fn consensus(&self) -> Option<AcceptedValue> {
-        unimplemented!("paxos::consensus is being written")
+        let mut counts: BTreeMap<Option<ProposalId>, u64> = BTreeMap::new();
+        for claims in self.known.values() {
+            if claims.accepted.is_none() {
+                continue;
+            }
+            let count = counts.entry(claims.accepted_val.origin).or_default();
+            *count += 1;
+            if *count >= u64::from(self.quorum) {
+                return Some(claims.accepted_val.clone());
+            }
+        }
+        None
+    }
+
+    /// The value a proposer picks when no promiser has accepted anything: the names of all
+    /// nodes we know, in order, each once (the ring de-duplicates them anyway).
+    fn pick_value(&self) -> Vec<PeerName> {
+        let mut names: Vec<PeerName> = self.known.keys().map(|n| n.name).collect();
+        names.dedup();
+        names
     }
 
     pub fn claims(&self) -> Option<&BTreeMap<NodeId, NodeClaims>> {
@@ -98,3 +215,6 @@ impl Participant {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

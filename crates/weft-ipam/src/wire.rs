@@ -34,8 +34,9 @@ pub struct NodeId {
 }
 
 /// A proposal number. Ordered by round, then proposer name, then proposer UID (Weave's
-/// `ProposalID.precedes`). Round 0 means "none".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// `ProposalID.precedes`; the derived order, since `NodeId` orders by name then UID). Round 0
+/// means "none" (`Option<ProposalId>::None`, which orders below every proposal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProposalId {
     pub round: u64,
     pub proposer: NodeId,

@@ -355,3 +355,74 @@ fn weavegossip_py_reads_our_bytes_as_it_reads_weaves() {
         format!("weavegossip.py: {count} messages, ours decode the same")
     );
 }
+
+/// The Paxos claims of the first gossip from `src` with `nodes` nodes whose own entry has
+/// (`accepted`) or has not accepted.
+fn paxos_msg(
+    msgs: &[Msg],
+    src: u64,
+    nodes: usize,
+    accepted: bool,
+) -> std::collections::BTreeMap<weft_ipam::wire::NodeId, weft_ipam::wire::NodeClaims> {
+    msgs.iter()
+        .filter(|m| m.src.as_u64() == src && m.tag != 5)
+        .filter_map(|m| codec::decode_gossip(&m.payload).unwrap().paxos)
+        .find(|p| {
+            p.len() == nodes
+                && p.iter()
+                    .any(|(id, c)| id.name.as_u64() == src && c.accepted.is_some() == accepted)
+        })
+        .unwrap_or_else(|| panic!("no Paxos gossip from h{src} with {nodes} nodes"))
+}
+
+/// Replays capture (d)'s Paxos exchange (h1's pcap, frames 260-275) through our participants:
+/// fed the claims Weave's peers sent, ours send exactly the claims Weave's peers sent next.
+#[test]
+fn paxos_replays_capture_d() {
+    use weft_ipam::paxos::Participant;
+    let msgs = ipam_messages("d-ipam-3peer-h1");
+    let m260 = paxos_msg(&msgs, 1, 1, false); // h1 promises round 1
+    let m263 = paxos_msg(&msgs, 3, 2, false); // h3 promises
+    let m265 = paxos_msg(&msgs, 1, 2, true); // h1 accepts [h1, h3]
+    let m268 = paxos_msg(&msgs, 2, 3, false); // h2 promises late
+    let m270 = paxos_msg(&msgs, 3, 2, true); // h3 accepts
+    let id = |m: &std::collections::BTreeMap<_, _>, n: u64| {
+        *m.keys()
+            .find(|k: &&weft_ipam::wire::NodeId| k.name.as_u64() == n)
+            .unwrap()
+    };
+    let (h1, h3) = (id(&m260, 1), id(&m263, 3));
+    // consensus=3: quorum 3/2+1 = 2.
+    let mut p1 = Participant::elector(h1, 2);
+    let mut p3 = Participant::elector(h3, 2);
+
+    p1.propose();
+    assert_eq!(p1.claims(), Some(&m260), "h1's proposal");
+    assert!(p3.update(&m260));
+    assert!(p3.think());
+    assert_eq!(p3.claims(), Some(&m263), "h3's promise");
+    assert!(p1.update(&m263));
+    assert!(p1.think());
+    assert_eq!(p1.claims(), Some(&m265), "h1's acceptance");
+    assert!(p3.update(&m265));
+    assert!(p3.think());
+    assert_eq!(p3.claims(), Some(&m270), "h3's acceptance");
+    // h2's late promise changes nothing of h1's own claims; h3's acceptance makes consensus.
+    assert!(p1.update(&m268));
+    assert!(!p1.think());
+    assert!(p1.consensus().is_none());
+    assert!(p1.update(&m270));
+    let value = p1.consensus().expect("consensus at h1");
+    assert_eq!(p3.consensus().as_ref(), Some(&value));
+    // The ring h1 then sends is seeded with that value.
+    let ring = msgs
+        .iter()
+        .filter(|m| m.src.as_u64() == 1 && m.tag == 6)
+        .find_map(|m| codec::decode_gossip(&m.payload).unwrap().ring)
+        .expect("h1's first ring broadcast");
+    assert_eq!(ring.seeds, value.value);
+    assert_eq!(
+        value.value.iter().map(|p| p.as_u64()).collect::<Vec<_>>(),
+        [1, 3]
+    );
+}

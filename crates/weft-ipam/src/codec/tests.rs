@@ -196,7 +196,16 @@ fn shape_errors_are_reported() {
     // Now sent as a string.
     let b = craft("gossipState", vec![("Now", GobType::String, "x".into())]);
     let e = decode_gossip(&b).unwrap_err();
-    assert!(e.to_string().contains("Now"), "{e}");
+    assert!(
+        matches!(
+            e,
+            CodecError::Shape {
+                what: "gossipState.Now",
+                ..
+            }
+        ),
+        "{e}"
+    );
     // A peer name wider than 48 bits.
     let nicks = GobType::map(GobType::Uint, GobType::String);
     let b = craft(
