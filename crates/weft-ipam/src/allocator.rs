@@ -554,6 +554,11 @@ impl Allocator {
         if let Some(p) = self.paxos.as_mut() {
             if p.is_elector() {
                 p.propose();
+                // Weave's Propose: "with a quorum of 1, we can immediately accept our
+                // proposal" (idempotent if `propose` already did).
+                if p.quorum() == 1 {
+                    p.think();
+                }
             }
         }
         self.need_broadcast = true;

@@ -490,3 +490,66 @@ fn dead_container_grace_and_cancel() {
         result: Ok(Reply::Cancelled)
     }));
 }
+
+#[test]
+fn consensus_of_three_gives_a_two_peer_ring_on_first_use() {
+    let mut net = Net::new(SEED);
+    let now = net.now();
+    for i in 0..3 {
+        let mut cfg = config(i, 5 + i as u64);
+        cfg.init = InitMode::Consensus { quorum: Some(3) };
+        net.nodes[i] = Some(Allocator::new(cfg, None, now));
+    }
+    net.peers_changed();
+    for i in 0..3 {
+        assert_eq!(net.a(i).status().state, "idle", "deferred until first use");
+        let g = codec::decode_gossip(&net.a(i).gossip(now)).unwrap();
+        assert!(g.ring.is_none() && g.paxos.is_some());
+    }
+    let now = net.now();
+    net.a(0).prime(now, ReqId(100));
+    net.run();
+    assert_eq!(net.replies.remove(&100), Some(Ok(Reply::Primed)));
+    let ring0 = net.a(0).ring().clone();
+    assert_eq!(
+        ring0.seeds().len(),
+        2,
+        "quorum 2: the proposer and the first promiser"
+    );
+    assert!(ring0.seeds().contains(&p(1)));
+    for i in 1..3 {
+        assert_eq!(net.a(i).ring().entries(), ring0.entries(), "peer {i}");
+        assert_eq!(net.a(i).status().state, "ready");
+    }
+    assert_eq!(net.allocate(1, "x", "10.32.0.0/12").map(|_| ()), Ok(()));
+}
+
+#[test]
+fn waiting_for_consensus_says_so() {
+    let now = Now {
+        at: Instant::now(),
+        unix: 0,
+    };
+    let mut cfg = config(0, 1);
+    cfg.init = InitMode::Consensus { quorum: Some(3) };
+    let mut a = Allocator::new(cfg, None, now);
+    a.allocate(now, ReqId(1), "c1", cidr("10.32.0.0/12"), true);
+    let st = a.status();
+    assert_eq!(st.state, "awaiting consensus (quorum: 2, known: 1)");
+    assert_eq!(
+        st.waiting_line.as_deref(),
+        Some("waiting for consensus: 1 of 2 peers known")
+    );
+    assert_eq!(st.pending_allocates, vec!["c1 10.32.0.0/12".to_owned()]);
+    // a single launch with no targets: quorum 1, consensus with itself at once
+    let mut cfg = config(0, 1);
+    cfg.init = InitMode::Consensus { quorum: None };
+    let mut a = Allocator::new(cfg, None, now);
+    a.allocate(now, ReqId(1), "c1", cidr("10.32.0.0/12"), true);
+    let outs: Vec<Output> = std::iter::from_fn(|| a.poll_output()).collect();
+    assert!(outs.contains(&Output::Reply {
+        req: ReqId(1),
+        result: Ok(Reply::Allocated(cidr("10.32.0.1/12")))
+    }));
+    assert_eq!(a.ring().seeds(), &[p(1)]);
+}
