@@ -591,13 +591,11 @@ impl Allocator {
 
     fn prune_nicknames(&mut self) {
         let ring_peers = self.ring.peer_names();
-        let keep: Vec<PeerName> = self
-            .nicknames
-            .keys()
-            .copied()
-            .filter(|n| ring_peers.contains(n) || self.is_known_peer(*n))
-            .collect();
-        self.nicknames.retain(|n, _| keep.contains(n));
+        let me = self.cfg.name;
+        let peers = &self.peers;
+        self.nicknames.retain(|n, _| {
+            *n == me || ring_peers.contains(n) || peers.get(n).is_some_and(|s| s.reachable)
+        });
     }
 
     // ---------------------------------------------------------------- operations
@@ -1159,8 +1157,8 @@ impl Allocator {
         r
     }
 
-    /// A broadcast (tag 6) from `src`; returns what to relay along `src`'s tree (Weave relays
-    /// its own current state).
+    /// A broadcast (tag 6) from `src`; returns what to relay along `src`'s tree (the payload
+    /// itself).
     pub fn on_broadcast(
         &mut self,
         now: Now,
@@ -1171,7 +1169,9 @@ impl Allocator {
             .map_err(|e| IpamError::Decode(e.to_string()))
             .and_then(|s| self.update(now, Some(src), src, s));
         self.finish(now);
-        r.map(|()| Some(self.encode(now)))
+        // Relay what src broadcast, unchanged (Weave relays its own state encoded afresh; the
+        // original is as good for the receivers, who merge it, and costs no encoding).
+        r.map(|()| Some(payload.to_vec()))
     }
 
     /// A unicast (tag 5) to us from `src`.
@@ -1264,15 +1264,21 @@ impl Allocator {
         state: GossipState,
     ) -> Result<(), IpamError> {
         for (p, n) in state.nicknames {
-            if self.nicknames.len() < MAX_NICKNAMES || self.nicknames.contains_key(&p) {
-                self.nicknames.insert(p, n);
+            let room = self.nicknames.len() < MAX_NICKNAMES;
+            match self.nicknames.get_mut(&p) {
+                Some(have) if *have == n => {}
+                Some(have) => *have = n,
+                None if room => {
+                    self.nicknames.insert(p, n);
+                }
+                None => {}
             }
         }
         if let Some(w) = state.ring {
             let was_empty = self.ring.is_empty();
             let updated = self.merge_ring(&w, src)?;
             if updated || (was_empty && !self.ring.is_empty()) {
-                self.prune_nicknames();
+                // (Weave prunes nicknames here; we do it on the tick, which is cheaper.)
                 self.ring_updated();
             }
         } else if !self.ring.is_empty() {
@@ -1427,6 +1433,7 @@ impl Allocator {
         }
         self.track_unreachable(now);
         self.reclaim_dead(now);
+        self.prune_nicknames();
         self.finish(now);
     }
 
