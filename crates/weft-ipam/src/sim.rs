@@ -28,6 +28,9 @@ pub struct SimConfig {
     /// The first `seeds` peers seed the ring (`--ipalloc-init seed=`); every peer, joiners
     /// included, is started with that seed list.
     pub seeds: usize,
+    /// Start every peer with `--ipalloc-init consensus=<peers>` instead of `seed=` (the ring
+    /// is made by Paxos on the first allocation; quorum is a majority of the first peers).
+    pub consensus: bool,
     pub universe: Cidr,
     pub seed: u64,
     pub dead_after: Option<Duration>,
@@ -42,6 +45,7 @@ impl SimConfig {
         SimConfig {
             peers,
             seeds: peers.min(3),
+            consensus: false,
             universe: Cidr::new(0x0a20_0000, 12),
             seed,
             dead_after: None,
@@ -170,7 +174,13 @@ impl Sim {
             nickname: format!("sim-{i}"),
             universe: self.cfg.universe,
             default_subnet: self.cfg.universe,
-            init: InitMode::Seed(self.seeds.clone()),
+            init: if self.cfg.consensus {
+                InitMode::Consensus {
+                    quorum: Some(self.cfg.peers as u32),
+                }
+            } else {
+                InitMode::Seed(self.seeds.clone())
+            },
             seed: self.cfg.seed.wrapping_add(i as u64 * 7919),
             dead_after: self.cfg.dead_after,
         }

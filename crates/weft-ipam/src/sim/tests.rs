@@ -27,8 +27,9 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Runs a scenario; returns the simulation for further checks.
-fn run(peers: usize, seed: u64, ops: &[Op]) -> (Sim, Vec<(usize, u64)>) {
+fn run(peers: usize, seed: u64, consensus: bool, ops: &[Op]) -> (Sim, Vec<(usize, u64)>) {
     let mut cfg = SimConfig::new(peers, seed);
+    cfg.consensus = consensus;
     cfg.universe = Cidr::new(0x0a20_0000, 16);
     cfg.dead_after = Some(Duration::from_secs(60));
     let mut sim = Sim::new(cfg);
@@ -109,9 +110,10 @@ proptest! {
     fn no_duplicates_with_churn_and_partitions(
         peers in 12usize..30,
         seed in any::<u64>(),
+        consensus in any::<bool>(),
         ops in proptest::collection::vec(op(), 10..60),
     ) {
-        let (mut sim, reqs) = run(peers, seed, &ops);
+        let (mut sim, reqs) = run(peers, seed, consensus, &ops);
         prop_assert_eq!(sim.check(), 0);
         prop_assert_eq!(sim.stats.duplicates, 0);
         prop_assert_eq!(sim.stats.gossip_errors, 0, "{:?}", sim.stats.last_gossip_error);
