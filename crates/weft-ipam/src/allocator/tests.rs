@@ -553,3 +553,154 @@ fn waiting_for_consensus_says_so() {
     }));
     assert_eq!(a.ring().seeds(), &[p(1)]);
 }
+
+fn t0() -> Now {
+    Now {
+        at: Instant::now(),
+        unix: 0,
+    }
+}
+
+fn outputs(a: &mut Allocator) -> Vec<Output> {
+    std::iter::from_fn(|| a.poll_output()).collect()
+}
+
+fn reply_of(outs: &[Output], req: u64) -> Option<Result<Reply, IpamError>> {
+    outs.iter().find_map(|o| match o {
+        Output::Reply { req: r, result } if r.0 == req => Some(result.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn claims_free_and_their_texts() {
+    let now = t0();
+    let mut a = Allocator::new(config(0, 1), None, now);
+    // outside the universe: recorded without the ring; a second ID is refused
+    a.claim(now, ReqId(1), "x", cidr("192.168.1.5/24"), true, false);
+    a.claim(now, ReqId(2), "y", cidr("192.168.1.5/24"), true, false);
+    let outs = outputs(&mut a);
+    assert_eq!(reply_of(&outs, 1), Some(Ok(Reply::Claimed)));
+    assert_eq!(
+        reply_of(&outs, 2).unwrap().unwrap_err().to_string(),
+        "Unable to claim: address 192.168.1.5/24 already in use by x"
+    );
+    // in our range: "_" records under the address; a real ID then cannot take it
+    a.claim(now, ReqId(3), "_", cidr("10.32.0.9/12"), false, false);
+    a.claim(now, ReqId(4), "c1", cidr("10.32.0.9/12"), true, false);
+    a.claim(now, ReqId(5), "_", cidr("10.32.0.9/12"), true, false);
+    a.allocate(now, ReqId(6), "c2", cidr("10.32.0.0/12"), true);
+    a.claim(now, ReqId(7), "c3", cidr("10.32.0.1/12"), true, false);
+    let outs = outputs(&mut a);
+    assert_eq!(reply_of(&outs, 3), Some(Ok(Reply::Claimed)));
+    assert_eq!(
+        reply_of(&outs, 4).unwrap().unwrap_err().to_string(),
+        "Unable to claim: address 10.32.0.9/12 already in use"
+    );
+    assert_eq!(reply_of(&outs, 5), Some(Ok(Reply::Claimed)));
+    assert_eq!(reply_of(&outs, 6), Some(allocated("10.32.0.1/12")));
+    assert_eq!(
+        reply_of(&outs, 7).unwrap().unwrap_err().to_string(),
+        "Unable to claim: address 10.32.0.1/12 is already owned by c2"
+    );
+    assert_eq!(a.lookup("10.32.0.9", None), vec![cidr("10.32.0.9/12")]);
+    assert_eq!(
+        a.free(now, "c2", 0x0a20_0002).unwrap_err().to_string(),
+        "Unable to free: Free: address 10.32.0.2 not found for c2"
+    );
+    a.free(now, "c2", 0x0a20_0001).unwrap();
+    assert!(a.space().is_free(0x0a20_0001));
+    assert_eq!(
+        a.owned()
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>(),
+        vec!["10.32.0.9", "x"]
+    );
+    // a claim in a peer's range whose owner is unreachable fails after 5 tries
+    a.claim(now, ReqId(8), "c4", cidr("10.40.0.7/12"), true, false);
+    for s in 1..=6 {
+        a.handle_timeout(Now {
+            at: now.at + Duration::from_secs(5 * s),
+            unix: 0,
+        });
+    }
+    let outs = outputs(&mut a);
+    assert_eq!(
+        reply_of(&outs, 8).unwrap().unwrap_err().to_string(),
+        "Unable to claim: address 10.40.0.7/12 is owned by other peer 00:00:00:00:00:03 - peer is unreachable"
+    );
+}
+
+#[test]
+fn prune_and_container_idents() {
+    let now = t0();
+    let mut a = Allocator::new(config(0, 1), None, now);
+    a.allocate(now, ReqId(1), "live", cidr("10.32.0.0/12"), true);
+    a.allocate(now, ReqId(2), "gone", cidr("10.32.0.0/12"), true);
+    a.allocate(now, ReqId(3), "cni", cidr("10.32.0.0/12"), false);
+    assert_eq!(
+        a.container_idents(),
+        vec!["gone".to_owned(), "live".to_owned()]
+    );
+    a.prune_owned(now, &|id: &str| id == "live");
+    assert!(a.lookup("gone", None).is_empty());
+    assert_eq!(
+        a.lookup("cni", None).len(),
+        1,
+        "not container-owned: never pruned"
+    );
+    a.container_destroyed(now, "live");
+    assert!(a.lookup("live", None).is_empty());
+    assert_eq!(a.status().active_ips, 1);
+}
+
+#[test]
+fn shutdown_hands_everything_to_a_live_heir() {
+    let mut net = Net::new(SEED);
+    assert_eq!(
+        net.allocate(0, "a", "10.32.0.0/12"),
+        allocated("10.32.0.1/12")
+    );
+    let now = net.now();
+    net.a(0).shutdown(now);
+    net.run();
+    for i in 1..3 {
+        let ring = net.a(i).ring();
+        assert!(!ring.peer_names().contains(&p(1)), "peer {i}");
+        assert!(ring.entries().iter().any(|e| e.version >= 100));
+    }
+    assert!(net.a(0).space().owned_ranges().is_empty());
+    // later requests are cancelled
+    assert_eq!(net.allocate(0, "b", "10.32.0.0/12"), Ok(Reply::Cancelled));
+}
+
+#[test]
+fn persisted_data_load_rules() {
+    let now = t0();
+    let mut a = Allocator::new(config(0, 1), None, now);
+    a.allocate(now, ReqId(1), "c", cidr("10.32.0.0/12"), true);
+    let saved = a.persisted();
+    // same name and range: used (seed ignored)
+    let b = Allocator::new(config(0, 1), Some(saved.clone()), now);
+    assert_eq!(b.lookup("c", None), vec![cidr("10.32.0.1/12")]);
+    assert!(b.space().is_allocated(0x0a20_0001));
+    // another peer name: discarded, and the discard is persisted at once
+    let mut c = Allocator::new(config(1, 1), Some(saved.clone()), now);
+    assert!(c.lookup("c", None).is_empty());
+    assert!(matches!(c.poll_output(), Some(Output::Persist(p)) if p.owned.is_empty()));
+    // another range: discarded
+    let mut cfg = config(0, 1);
+    cfg.universe = cidr("10.0.0.0/16");
+    cfg.default_subnet = cfg.universe;
+    let d = Allocator::new(cfg, Some(saved.clone()), now);
+    assert!(d.lookup("c", None).is_empty());
+    assert_eq!(d.ring().range(), cidr("10.0.0.0/16").range());
+    // a corrupt ring: discarded
+    let mut bad = saved;
+    if let Some(r) = bad.ring.as_mut() {
+        r.entries.reverse();
+    }
+    let e = Allocator::new(config(0, 1), Some(bad), now);
+    assert!(e.lookup("c", None).is_empty());
+}
