@@ -161,7 +161,7 @@ fn main() -> ExitCode {
         sim.stats.dropped
     );
     println!(
-        "memory per peer:       ~{} bytes average, {} max (ring: {entries} entries x {} bytes; space runs; owned map)",
+        "memory per peer:       ~{} bytes average, {} max (ring: {entries} entries x {} bytes; space, owned map, nicknames, peers)",
         mem.iter().sum::<usize>() / mem.len().max(1),
         mem.iter().max().copied().unwrap_or(0),
         std::mem::size_of::<weft_ipam::ring::Entry>()

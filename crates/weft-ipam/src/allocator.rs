@@ -1494,6 +1494,21 @@ impl Allocator {
         }
     }
 
+    /// Approximate bytes of state this allocator holds (ring entries, space boundaries, owned
+    /// addresses, nicknames, known peers), for the simulation's memory figures.
+    pub fn memory_estimate(&self) -> usize {
+        let ring = std::mem::size_of_val(self.ring.entries());
+        let space = self.space.runs() * 16;
+        let owned: usize = self
+            .owned
+            .iter()
+            .map(|(k, o)| 48 + k.len() + o.cidrs.len() * std::mem::size_of::<Cidr>())
+            .sum();
+        let nicks: usize = self.nicknames.values().map(|n| 8 + 24 + n.len()).sum();
+        let peers: usize = self.peers.values().map(|s| 8 + 32 + s.nickname.len()).sum();
+        ring + space + owned + nicks + peers
+    }
+
     /// The ring (read-only: tests, the simulation, reports).
     pub fn ring(&self) -> &Ring {
         &self.ring

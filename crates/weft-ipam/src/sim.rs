@@ -532,19 +532,12 @@ impl Sim {
             .count()
     }
 
-    /// Approximate memory a peer's IPAM state takes: ring entries, space runs, owned map.
+    /// Approximate memory a peer's IPAM state takes (see `Allocator::memory_estimate`).
     pub fn memory_of(&self, i: usize) -> usize {
-        let Some(a) = self.nodes.get(i).and_then(|n| n.alloc.as_ref()) else {
-            return 0;
-        };
-        let ring = std::mem::size_of_val(a.ring().entries());
-        let space = a.space().runs() * 16;
-        let owned: usize = a
-            .owned()
-            .iter()
-            .map(|(k, v)| k.len() + 48 + v.len() * 8)
-            .sum();
-        ring + space + owned
+        self.nodes
+            .get(i)
+            .and_then(|n| n.alloc.as_ref())
+            .map_or(0, |a| a.memory_estimate())
     }
 }
 
