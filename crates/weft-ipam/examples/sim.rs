@@ -61,8 +61,8 @@ fn main() -> ExitCode {
         .any(|(i, r)| !sim.replies.contains_key(&(*i, *r)))
         && waited < Duration::from_secs(600)
     {
-        sim.run_for(Duration::from_millis(100));
-        waited += Duration::from_millis(100);
+        sim.run_for(Duration::from_millis(10));
+        waited += Duration::from_millis(10);
     }
     let all_allocated = sim.elapsed() - t0;
     let unanswered = reqs
