@@ -28,8 +28,9 @@ pub struct SimConfig {
     /// The first `seeds` peers seed the ring (`--ipalloc-init seed=`); every peer, joiners
     /// included, is started with that seed list.
     pub seeds: usize,
-    /// Start every peer with `--ipalloc-init consensus=<peers>` instead of `seed=` (the ring
-    /// is made by Paxos on the first allocation; quorum is a majority of the first peers).
+    /// Start the first `peers` peers with `--ipalloc-init consensus=<peers>` instead of
+    /// `seed=` (the ring is made by Paxos on the first allocation; quorum is a majority of
+    /// them); peers added later are observers.
     pub consensus: bool,
     pub universe: Cidr,
     pub seed: u64,
@@ -174,10 +175,15 @@ impl Sim {
             nickname: format!("sim-{i}"),
             universe: self.cfg.universe,
             default_subnet: self.cfg.universe,
-            init: if self.cfg.consensus {
+            // consensus=N is only safe for the N peers it counts (two sides of a partition
+            // could each hold a majority of more), so later peers join as observers, as
+            // Weave's documentation has them do.
+            init: if self.cfg.consensus && i < self.cfg.peers {
                 InitMode::Consensus {
                     quorum: Some(self.cfg.peers as u32),
                 }
+            } else if self.cfg.consensus {
+                InitMode::Observer
             } else {
                 InitMode::Seed(self.seeds.clone())
             },
