@@ -531,6 +531,15 @@ impl Sim {
         }
     }
 
+    /// Zero the byte and message counters (to leave start-up out of the figures).
+    pub fn reset_counters(&mut self) {
+        for n in &mut self.nodes {
+            n.bytes_sent = 0;
+        }
+        self.stats.deliveries = 0;
+        self.stats.dropped = 0;
+    }
+
     /// Requests of peer `i` still unanswered among `reqs`.
     pub fn unanswered(&self, i: usize, reqs: &[u64]) -> usize {
         reqs.iter()
