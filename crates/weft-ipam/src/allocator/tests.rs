@@ -24,6 +24,7 @@ struct Net {
     replies: BTreeMap<u64, Result<Reply, IpamError>>,
     persisted: Vec<Option<Persisted>>,
     unicasts: Vec<(usize, usize, Unicast)>,
+    broadcasts: Vec<(usize, GossipState)>,
     /// For every Reply::Allocated: was a Persist holding it emitted before?
     persisted_before_reply: Vec<bool>,
     base: Instant,
@@ -60,6 +61,7 @@ impl Net {
             replies: BTreeMap::new(),
             persisted: vec![None; 3],
             unicasts: Vec::new(),
+            broadcasts: Vec::new(),
             persisted_before_reply: Vec::new(),
             base,
             secs: 0,
@@ -118,6 +120,7 @@ impl Net {
                     self.replies.insert(req.0, result);
                 }
                 Output::Broadcast(b) => {
+                    self.broadcasts.push((i, codec::decode_gossip(&b).unwrap()));
                     for j in 0..3 {
                         if j != i && self.up[j] && self.up[i] {
                             self.queue.push_back((i, j, 6, b.clone()));
@@ -281,6 +284,27 @@ fn capture_d_three_peers_step_by_step() {
         ),
         "a claim asks the owner for exactly one address"
     );
+    // As in the capture (messages 283, 284): the ring update unicast to h2 is encoded at the
+    // grant (h1's entry v3, free = its new size 100), the broadcast at the end of the step,
+    // after the free count was reported (v4, free 98).
+    let update = net
+        .unicasts
+        .iter()
+        .find_map(|(f, t, u)| match u {
+            Unicast::RingUpdate(g) if (*f, *t) == (0, 1) => g.ring.clone(),
+            _ => None,
+        })
+        .unwrap();
+    let e = update.entries[0];
+    assert_eq!((e.version, e.free), (3, 100));
+    assert_eq!(update.entries.len(), 5);
+    let bcast = net
+        .broadcasts
+        .iter()
+        .rev()
+        .find_map(|(f, g)| (*f == 0).then(|| g.ring.clone()).flatten())
+        .unwrap();
+    assert_eq!((bcast.entries[0].version, bcast.entries[0].free), (4, 98));
     assert_eq!(
         net.layout(0),
         vec![
