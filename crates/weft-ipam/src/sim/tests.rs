@@ -208,3 +208,39 @@ fn checker_catches_concurrent_rmpeer() {
         "the merge refuses the conflicting rings"
     );
 }
+
+/// In a partition longer than `dead_after`, only the side holding a majority of the ring's
+/// owners reclaims; the minority side takes nothing over.
+#[test]
+fn only_the_majority_side_reclaims() {
+    let mut cfg = SimConfig::new(8, 11);
+    cfg.seeds = 8;
+    cfg.dead_after = Some(Duration::from_secs(30));
+    let mut sim = Sim::new(cfg);
+    sim.run_for(Duration::from_secs(1));
+    sim.partition(|i| u32::from(i < 3));
+    sim.run_for(Duration::from_secs(60));
+    let took_over = |sim: &Sim, i: usize| {
+        sim.nodes[i]
+            .alloc
+            .as_ref()
+            .unwrap()
+            .ring()
+            .entries()
+            .iter()
+            .filter(|e| e.version >= 100)
+            .map(|e| e.peer)
+            .collect::<Vec<_>>()
+    };
+    for i in 0..3 {
+        assert!(took_over(&sim, i).is_empty(), "minority peer {i} reclaimed");
+    }
+    for i in 3..8 {
+        let t = took_over(&sim, i);
+        assert_eq!(t.len(), 3, "majority peer {i} sees peers 0-2 reclaimed");
+        assert!(
+            t.iter().all(|p| *p == sim_name(3)),
+            "by one heir, the lowest: peer 3"
+        );
+    }
+}
