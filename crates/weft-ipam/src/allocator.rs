@@ -247,6 +247,9 @@ struct AllocOp {
     ident: String,
     subnet: Cidr,
     is_container: bool,
+    /// The peer we last asked for space, and when: not asked again before it answers or a
+    /// tick passes (Weave asks again on every ring change, which storms at scale).
+    asked: Option<(PeerName, Instant)>,
 }
 
 #[derive(Debug, Clone)]
@@ -494,7 +497,11 @@ impl Allocator {
     }
 
     fn encode(&self, now: Now) -> Vec<u8> {
-        let state = GossipState {
+        codec::encode_gossip(&self.state(now))
+    }
+
+    fn state(&self, now: Now) -> GossipState {
+        GossipState {
             now: now.unix,
             nicknames: self.nicknames.clone(),
             paxos: if self.ring.is_empty() {
@@ -503,8 +510,7 @@ impl Allocator {
                 None
             },
             ring: (!self.ring.is_empty()).then(|| self.ring.to_wire()),
-        };
-        codec::encode_gossip(&state)
+        }
     }
 
     fn send_ring_update(&mut self, dst: PeerName, now: Now) {
@@ -548,6 +554,11 @@ impl Allocator {
         if let Some(p) = self.paxos.as_mut() {
             if p.is_elector() {
                 p.propose();
+                // Weave's Propose: "with a quorum of 1, we can immediately accept our
+                // proposal" (idempotent if `propose` already did).
+                if p.quorum() == 1 {
+                    p.think();
+                }
             }
         }
         self.need_broadcast = true;
@@ -580,13 +591,11 @@ impl Allocator {
 
     fn prune_nicknames(&mut self) {
         let ring_peers = self.ring.peer_names();
-        let keep: Vec<PeerName> = self
-            .nicknames
-            .keys()
-            .copied()
-            .filter(|n| ring_peers.contains(n) || self.is_known_peer(*n))
-            .collect();
-        self.nicknames.retain(|n, _| keep.contains(n));
+        let me = self.cfg.name;
+        let peers = &self.peers;
+        self.nicknames.retain(|n, _| {
+            *n == me || ring_peers.contains(n) || peers.get(n).is_some_and(|s| s.reachable)
+        });
     }
 
     // ---------------------------------------------------------------- operations
@@ -614,8 +623,8 @@ impl Allocator {
 
         let allocs = std::mem::take(&mut self.pending_allocates);
         let mut keep = Vec::new();
-        for op in allocs {
-            if !self.try_allocate(&op) {
+        for mut op in allocs {
+            if !self.try_allocate(&mut op, now) {
                 keep.push(op);
             }
         }
@@ -659,7 +668,7 @@ impl Allocator {
         self.need_persist = true;
     }
 
-    fn try_allocate(&mut self, op: &AllocOp) -> bool {
+    fn try_allocate(&mut self, op: &mut AllocOp, now: Now) -> bool {
         if let Some(c) = self.owned_in_range(&op.ident, op.subnet.range()).first() {
             self.dead.remove(&op.ident);
             let c = Cidr::new(c.addr, op.subnet.prefix);
@@ -694,6 +703,11 @@ impl Allocator {
             return true;
         }
         // out of space: ask the peer with most free space (weighted random)
+        if let Some((asked, at)) = op.asked {
+            if self.is_known_peer(asked) && now.at.saturating_duration_since(at) < TICK {
+                return false; // its answer is on the way
+            }
+        }
         let want = op.subnet.range();
         let mut rng = self.rng;
         let donors = self.ring.choose_peers_to_ask(want, || splitmix(&mut rng));
@@ -709,6 +723,7 @@ impl Allocator {
                 dst: donor,
                 payload,
             });
+            op.asked = Some((donor, now.at));
         }
         false
     }
@@ -917,13 +932,14 @@ impl Allocator {
         } else if self.shutting_down {
             self.reply(req, Ok(Reply::Cancelled));
         } else {
-            let op = AllocOp {
+            let mut op = AllocOp {
                 req,
                 ident: ident.to_owned(),
                 subnet,
                 is_container,
+                asked: None,
             };
-            if !self.try_allocate(&op) {
+            if !self.try_allocate(&mut op, now) {
                 self.pending_allocates.push(op);
             }
         }
@@ -1141,8 +1157,8 @@ impl Allocator {
         r
     }
 
-    /// A broadcast (tag 6) from `src`; returns what to relay along `src`'s tree (Weave relays
-    /// its own current state).
+    /// A broadcast (tag 6) from `src`; returns what to relay along `src`'s tree (the payload
+    /// itself).
     pub fn on_broadcast(
         &mut self,
         now: Now,
@@ -1153,7 +1169,9 @@ impl Allocator {
             .map_err(|e| IpamError::Decode(e.to_string()))
             .and_then(|s| self.update(now, Some(src), src, s));
         self.finish(now);
-        r.map(|()| Some(self.encode(now)))
+        // Relay what src broadcast, unchanged (Weave relays its own state encoded afresh; the
+        // original is as good for the receivers, who merge it, and costs no encoding).
+        r.map(|()| Some(payload.to_vec()))
     }
 
     /// A unicast (tag 5) to us from `src`.
@@ -1171,10 +1189,15 @@ impl Allocator {
                 Ok(())
             }
             Ok(Unicast::SpaceRequestDenied(w)) => {
+                self.answered(src);
                 self.space_request_denied(src, w);
                 Ok(())
             }
-            Ok(Unicast::RingUpdate(s)) => self.update(now, Some(src), src, s),
+            Ok(Unicast::RingUpdate(s)) => {
+                self.answered(src);
+                self.retry = true;
+                self.update(now, Some(src), src, s)
+            }
         };
         self.finish(now);
         r
@@ -1213,6 +1236,15 @@ impl Allocator {
         self.send_ring_update(to, now);
     }
 
+    /// `src` answered a space request: pending allocations may ask again.
+    fn answered(&mut self, src: PeerName) {
+        for op in &mut self.pending_allocates {
+            if op.asked.is_some_and(|(p, _)| p == src) {
+                op.asked = None;
+            }
+        }
+    }
+
     fn space_request_denied(&mut self, sender: PeerName, w: crate::wire::Range) {
         let Some(r) = Range::from_wire(w) else { return };
         let (hit, keep): (Vec<ClaimOp>, Vec<ClaimOp>) = std::mem::take(&mut self.pending_claims)
@@ -1232,15 +1264,21 @@ impl Allocator {
         state: GossipState,
     ) -> Result<(), IpamError> {
         for (p, n) in state.nicknames {
-            if self.nicknames.len() < MAX_NICKNAMES || self.nicknames.contains_key(&p) {
-                self.nicknames.insert(p, n);
+            let room = self.nicknames.len() < MAX_NICKNAMES;
+            match self.nicknames.get_mut(&p) {
+                Some(have) if *have == n => {}
+                Some(have) => *have = n,
+                None if room => {
+                    self.nicknames.insert(p, n);
+                }
+                None => {}
             }
         }
         if let Some(w) = state.ring {
             let was_empty = self.ring.is_empty();
             let updated = self.merge_ring(&w, src)?;
             if updated || (was_empty && !self.ring.is_empty()) {
-                self.prune_nicknames();
+                // (Weave prunes nicknames here; we do it on the tick, which is cheaper.)
                 self.ring_updated();
             }
         } else if !self.ring.is_empty() {
@@ -1373,6 +1411,9 @@ impl Allocator {
         if self.awaiting_consensus {
             self.propose();
         } else {
+            for op in &mut self.pending_allocates {
+                op.asked = None; // ask again: messages may have been lost
+            }
             self.try_pending_ops(now);
         }
         let expired: Vec<String> = self
@@ -1392,6 +1433,7 @@ impl Allocator {
         }
         self.track_unreachable(now);
         self.reclaim_dead(now);
+        self.prune_nicknames();
         self.finish(now);
     }
 
@@ -1450,6 +1492,21 @@ impl Allocator {
             ring: (!self.ring.is_empty()).then(|| self.ring.to_wire()),
             owned: self.owned.clone(),
         }
+    }
+
+    /// Approximate bytes of state this allocator holds (ring entries, space boundaries, owned
+    /// addresses, nicknames, known peers), for the simulation's memory figures.
+    pub fn memory_estimate(&self) -> usize {
+        let ring = std::mem::size_of_val(self.ring.entries());
+        let space = self.space.runs() * 16;
+        let owned: usize = self
+            .owned
+            .iter()
+            .map(|(k, o)| 48 + k.len() + o.cidrs.len() * std::mem::size_of::<Cidr>())
+            .sum();
+        let nicks: usize = self.nicknames.values().map(|n| 8 + 24 + n.len()).sum();
+        let peers: usize = self.peers.values().map(|s| 8 + 32 + s.nickname.len()).sum();
+        ring + space + owned + nicks + peers
     }
 
     /// The ring (read-only: tests, the simulation, reports).

@@ -5,11 +5,14 @@
 //! * [`wire`]: the data that travels on the `IPallocation` gossip channel and is persisted
 //!   (`GossipState`, `RingWire`, the Paxos claims, `Range`), as plain Rust data; [`codec`]
 //!   turns it into Go gob bytes and back (total decoder, never panics).
-//! * `ring`: the CRDT of address ranges owned by peers, with Weave's merge rules, tokens and
-//!   versions; `space`: the addresses this peer owns and which of them are allocated.
+//! * [`addr`]: CIDRs and ranges, Weave's subnet checks.
+//! * [`ring`]: the CRDT of address ranges owned by peers, with Weave's merge rules, tokens and
+//!   versions; [`space`]: the addresses this peer owns and which of them are allocated.
 //! * [`paxos`]: the single-decree Paxos that agrees on the peers the first ring is made for.
-//! * `allocator`: the state machine on top (allocate, claim, free, donate, rmpeer, hand
-//!   over), events in and actions out, like the mesh core.
+//! * [`allocator`]: the state machine on top (allocate, claim, free, donate, rmpeer, hand
+//!   over, dead-peer reclaim), events in and actions out, like the mesh core.
+//! * [`sim`]: many allocators on a simulated network, checking that no address is ever held
+//!   by two peers (tests, `examples/sim.rs`).
 //!
 //! Addresses are IPv4 held as `u32`; a range is `[start, end)`.
 
@@ -29,6 +32,7 @@ pub mod allocator;
 pub mod codec;
 pub mod paxos;
 pub mod ring;
+pub mod sim;
 pub mod space;
 pub mod wire;
 

@@ -476,11 +476,19 @@ impl Ring {
         mut rand01: impl FnMut() -> f64,
     ) -> Vec<PeerName> {
         let mut space: BTreeMap<PeerName, u64> = BTreeMap::new();
+        let n = self.entries.len();
         for (i, e) in self.entries.iter().enumerate() {
             if e.free == 0 || e.peer == self.me {
                 continue;
             }
-            if self.entry_ranges(i).iter().any(|r| r.overlaps(&want)) {
+            let a = u64::from(e.token);
+            let b = self.token_at(&self.entries, i + 1);
+            let overlaps = if b > a && (i + 1 < n || b == self.end) {
+                Range::new(a, b).overlaps(&want)
+            } else {
+                Range::new(a, self.end).overlaps(&want) || Range::new(self.start, b).overlaps(&want)
+            };
+            if overlaps {
                 *space.entry(e.peer).or_insert(0) += u64::from(e.free);
             }
         }
