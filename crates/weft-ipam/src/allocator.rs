@@ -51,7 +51,7 @@ use crate::codec;
 use crate::paxos::{Participant, PaxosStatus};
 use crate::ring::{Ring, RingError};
 use crate::space::Space;
-use crate::wire::{GossipState, NodeId, RingWire, Unicast};
+use crate::wire::{GossipState, NodeClaims, NodeId, RingWire, Unicast};
 
 /// Weave's actor tick.
 pub const TICK: Duration = Duration::from_secs(5);
@@ -504,8 +504,16 @@ impl Allocator {
         GossipState {
             now: now.unix,
             nicknames: self.nicknames.clone(),
+            // Only nodes that have promised or accepted something: an idle elector sends an
+            // empty map, as Weave's does (capture d), so receivers do not count it as known.
             paxos: if self.ring.is_empty() {
-                self.paxos.as_ref().and_then(|p| p.claims().cloned())
+                self.paxos.as_ref().and_then(|p| p.claims()).map(|claims| {
+                    claims
+                        .iter()
+                        .filter(|(_, c)| **c != NodeClaims::default())
+                        .map(|(id, c)| (*id, c.clone()))
+                        .collect()
+                })
             } else {
                 None
             },

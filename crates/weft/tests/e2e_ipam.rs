@@ -388,7 +388,11 @@ fn kill_9_during_allocations_never_loses_or_repeats_an_address() {
             line.clear();
         }
         let pid = router_pid(&lab, 1).expect("pid");
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
         // Whatever answers were in flight come out before the client sees the router gone
         // and stops.
         let mut rest = String::new();
@@ -403,7 +407,11 @@ fn kill_9_during_allocations_never_loses_or_repeats_an_address() {
         // Every address the client was told still belongs to its id.
         for (cid, addr) in &told {
             let (code, body) = http(&lab, 1, "GET", &format!("/ip/{cid}"));
-            assert_eq!((code, body.trim()), (200, addr.as_str()), "{cid} was told {addr}");
+            assert_eq!(
+                (code, body.trim()),
+                (200, addr.as_str()),
+                "{cid} was told {addr}"
+            );
         }
         given.extend(told);
     }

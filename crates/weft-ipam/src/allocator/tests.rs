@@ -578,6 +578,35 @@ fn waiting_for_consensus_says_so() {
     assert_eq!(a.ring().seeds(), &[p(1)]);
 }
 
+#[test]
+fn an_idle_elector_gossips_an_empty_paxos_map_as_weave_does() {
+    let now = t0();
+    let mut cfg = config(0, 1);
+    cfg.init = InitMode::Consensus { quorum: Some(3) };
+    let mut a = Allocator::new(cfg, None, now);
+    let idle = crate::codec::decode_gossip(&a.gossip(now)).unwrap();
+    assert_eq!(
+        idle.paxos,
+        Some(Default::default()),
+        "capture d: 'Paxos: 0 node(s) (empty map)'"
+    );
+    assert!(idle.ring.is_none());
+    // Once it has proposed, its own claims travel.
+    a.prime(now, ReqId(1));
+    let proposing = crate::codec::decode_gossip(&a.gossip(now)).unwrap();
+    let claims = proposing.paxos.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert!(claims.values().all(|c| c.promise.is_some()));
+    // An observer sends no Paxos field at all.
+    let mut cfg = config(1, 1);
+    cfg.init = InitMode::Observer;
+    let mut o = Allocator::new(cfg, None, now);
+    assert_eq!(
+        crate::codec::decode_gossip(&o.gossip(now)).unwrap().paxos,
+        None
+    );
+}
+
 fn t0() -> Now {
     Now {
         at: Instant::now(),
