@@ -1295,7 +1295,13 @@ impl Allocator {
             }
         } else if let Some(claims) = state.paxos {
             let mut cons = None;
+            // Count with a real quorum even before we ever proposed: Weave's node starts with
+            // quorum 0 and, on another proposer's claims, takes the first accepted value it
+            // sees as consensus (a ring no quorum agreed on: split brain; found by the
+            // simulation).
+            let q = self.quorum();
             if let Some(p) = self.paxos.as_mut() {
+                p.set_quorum(q);
                 if p.is_elector() && p.update(&claims) {
                     if p.think() {
                         self.need_broadcast = true;

@@ -19,7 +19,7 @@
 //! * `claims()`: our whole view, to gossip (`Some(map)` for an elector, `None` for an
 //!   observer). `status()`: for `/report` (`Elector`, `KnownNodes`, `Quorum`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use weft_mesh::PeerName;
 
@@ -135,19 +135,21 @@ impl Participant {
 
         // Accept request: acting as the proposer, do we hold a quorum of promises?
         if let Some(promise) = ours.promise.filter(|p| p.proposer == id) {
-            let mut count: u64 = 0;
+            // Counted by peer name: a peer that restarted (a new UID, its old claims still
+            // in the gossip) is one voter, not two.
+            let mut voters: BTreeSet<PeerName> = BTreeSet::new();
             let mut accepted: Option<ProposalId> = None;
             let mut accepted_val = AcceptedValue::default();
-            for claims in self.known.values() {
+            for (node, claims) in &self.known {
                 if claims.promise == Some(promise) {
-                    count += 1;
+                    voters.insert(node.name);
                     if accepted < claims.accepted {
                         accepted = claims.accepted;
                         accepted_val = claims.accepted_val.clone();
                     }
                 }
             }
-            if count >= u64::from(self.quorum) {
+            if voters.len() as u64 >= u64::from(self.quorum) {
                 if accepted.is_none() {
                     accepted_val = AcceptedValue {
                         value: self.pick_value(),
@@ -181,14 +183,19 @@ impl Participant {
     /// `Node.Consensus`, with nodes taken in order rather than Go's random map order; values of
     /// one origin are equal, so the order does not change the result).
     pub fn consensus(&self) -> Option<AcceptedValue> {
-        let mut counts: BTreeMap<Option<ProposalId>, u64> = BTreeMap::new();
-        for claims in self.known.values() {
+        // No quorum set yet means no consensus (Weave's quorum 0 would take any value).
+        if self.quorum == 0 {
+            return None;
+        }
+        // By peer name, as in `think`.
+        let mut counts: BTreeMap<Option<ProposalId>, BTreeSet<PeerName>> = BTreeMap::new();
+        for (node, claims) in &self.known {
             if claims.accepted.is_none() {
                 continue;
             }
-            let count = counts.entry(claims.accepted_val.origin).or_default();
-            *count += 1;
-            if *count >= u64::from(self.quorum) {
+            let voters = counts.entry(claims.accepted_val.origin).or_default();
+            voters.insert(node.name);
+            if voters.len() as u64 >= u64::from(self.quorum) {
                 return Some(claims.accepted_val.clone());
             }
         }

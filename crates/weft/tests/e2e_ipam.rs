@@ -158,6 +158,23 @@ fn three_hosts_allocate_unique_addresses_and_survive_restarts_and_rmpeer() {
 
     // h3 dies for good: h1 takes its space over, once.
     let h3_name = weft(&lab, 3, &["report", "-f", "{{.Router.Name}}"]).ok();
+    // The first range h3 owns, to allocate from once it is h1's.
+    let h3_token = weft(
+        &lab,
+        1,
+        &[
+            "report",
+            "-f",
+            "{{range .IPAM.Entries}}{{.Peer}} {{.Token}};{{end}}",
+        ],
+    )
+    .ok()
+    .split(';')
+    .find_map(|e| {
+        e.strip_prefix(&format!("{} ", h3_name.trim()))
+            .map(str::to_owned)
+    })
+    .expect("h3 owns a range");
     let pid = router_pid(&lab, 3).expect("h3 pid");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -182,6 +199,16 @@ fn three_hosts_allocate_unique_addresses_and_survive_restarts_and_rmpeer() {
         .unwrap_or(0);
     assert!(n > 0, "{taken}");
     assert!(taken.contains("IPs taken over from"), "{taken}");
+    // h3's space is h1's now: h1 allocates in it at once, without asking anyone.
+    let n6 = format!("netns:{}", lab.add_container(1, "c6").unwrap());
+    let a6 = weft(&lab, 1, &["attach", &format!("net:{h3_token}/24"), &n6]).ok();
+    let token: std::net::Ipv4Addr = h3_token.parse().unwrap();
+    let a6: std::net::Ipv4Addr = a6.trim().parse().unwrap();
+    assert_eq!(
+        u32::from(a6) >> 8,
+        u32::from(token) >> 8,
+        "{a6} from h3's former {token}/24"
+    );
     wait_until("h2 to see the takeover", Duration::from_secs(20), || {
         let v = status_ipam(&lab, 2);
         if v.contains("(h3)") {

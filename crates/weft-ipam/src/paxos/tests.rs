@@ -196,6 +196,57 @@ fn observers_follow_but_never_vote() {
 }
 
 #[test]
+fn without_a_quorum_no_value_is_consensus() {
+    // A proposer accepts its own proposal with a quorum of 1 ...
+    let a = node(1, 1);
+    let mut p = Participant::elector(a, 1);
+    p.propose();
+    p.think();
+    assert!(p.consensus().is_some());
+    // ... which a node that never set its quorum must not take for consensus.
+    let mut idle = Participant::elector(node(2, 2), 0);
+    deliver(&p, &mut idle);
+    assert_eq!(idle.consensus(), None, "quorum 0 is not 'any value'");
+    // It followed the proposer (promised, then accepted): two acceptors, not three.
+    idle.set_quorum(3);
+    assert_eq!(
+        idle.consensus(),
+        None,
+        "two acceptors are not a quorum of 3"
+    );
+    idle.set_quorum(2);
+    assert!(idle.consensus().is_some());
+}
+
+#[test]
+fn a_restarted_peer_votes_once() {
+    // Quorum 2 of {a, b}: b restarts (new UID) and its old claims are still gossiped.
+    let a = node(1, 1);
+    let (b_old, b_new) = (node(2, 1), node(2, 2));
+    let mut pa = Participant::elector(a, 2);
+    let mut pb_old = Participant::elector(b_old, 2);
+    let mut pb_new = Participant::elector(b_new, 2);
+    pb_old.propose();
+    pb_old.think();
+    pb_new.update(pb_old.claims().unwrap());
+    pb_new.propose();
+    pb_new.think();
+    // b's two incarnations promised b's own proposals; a has not voted. Counted by node id
+    // that would be a quorum of promises for b_new; by peer name it is one voter.
+    deliver(&pb_new, &mut pb_new.clone());
+    assert_eq!(pb_new.consensus(), None);
+    assert_eq!(
+        pb_new.claims().unwrap()[&b_new].accepted,
+        None,
+        "b alone (twice) is not a quorum of promises"
+    );
+    // With a's promise it is.
+    deliver(&pb_new, &mut pa);
+    deliver(&pa, &mut pb_new);
+    assert!(pb_new.claims().unwrap()[&b_new].accepted.is_some());
+}
+
+#[test]
 fn quorum_one_is_immediate() {
     let a = node(1, 1);
     let mut p = Participant::elector(a, 1);
