@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 
-use weft_gob::wire::{put_bytes, put_int, put_uint};
+use weft_gob::wire::{put_bytes, put_int, put_uint, StructFields};
 use weft_gob::{DecodeError, Decoder, Limits, StructValue, Utf8Policy, Value};
 use weft_mesh::PeerName;
 
@@ -166,28 +166,28 @@ pub fn encode_gossip_with_ids(state: &GossipState, ids: TypeIds) -> Vec<u8> {
     gossip_state_defs(&mut out, ids);
     let mut body = Vec::new();
     put_int(&mut body, ids.gs(GS));
-    let mut f = Fields::new(&mut body);
+    let mut f = StructFields::new(&mut body);
     f.int(0, state.now);
     if !state.nicknames.is_empty() {
         f.field(1);
-        put_uint(f.out, state.nicknames.len() as u64);
+        put_uint(f.out(), state.nicknames.len() as u64);
         for (peer, nick) in &state.nicknames {
-            put_uint(f.out, peer.as_u64());
-            put_bytes(f.out, nick.as_bytes());
+            put_uint(f.out(), peer.as_u64());
+            put_bytes(f.out(), nick.as_bytes());
         }
     }
     if let Some(paxos) = &state.paxos {
         // A non-nil map is sent even when empty.
         f.field(2);
-        put_uint(f.out, paxos.len() as u64);
+        put_uint(f.out(), paxos.len() as u64);
         for (node, claims) in paxos {
-            put_node_id(f.out, node);
-            put_claims(f.out, claims);
+            put_node_id(f.out(), node);
+            put_claims(f.out(), claims);
         }
     }
     if let Some(ring) = &state.ring {
         f.field(3);
-        put_ring(f.out, ring);
+        put_ring(f.out(), ring);
     }
     f.end();
     message(&mut out, &body);
@@ -231,7 +231,7 @@ fn range_message(kind: u8, r: &Range, ids: TypeIds) -> Vec<u8> {
     });
     let mut body = Vec::new();
     put_int(&mut body, ids.range);
-    let mut f = Fields::new(&mut body);
+    let mut f = StructFields::new(&mut body);
     f.uint(0, u64::from(r.start));
     f.uint(1, u64::from(r.end));
     f.end();
@@ -377,92 +377,51 @@ fn map_def(out: &mut Vec<u8>, name: &str, id: i64, key: i64, elem: i64) {
     out.push(0);
 }
 
-/// Gob struct fields: `(delta, value)` pairs, then `00`.
-struct Fields<'b> {
-    out: &'b mut Vec<u8>,
-    last: u64,
-}
-
-impl<'b> Fields<'b> {
-    fn new(out: &'b mut Vec<u8>) -> Self {
-        // Field numbers start at -1, so the first delta is `field + 1`.
-        Fields { out, last: 0 }
-    }
-    fn field(&mut self, index: u64) {
-        put_uint(self.out, index + 1 - self.last);
-        self.last = index + 1;
-    }
-    fn uint(&mut self, index: u64, v: u64) {
-        if v != 0 {
-            self.field(index);
-            put_uint(self.out, v);
-        }
-    }
-    fn int(&mut self, index: u64, v: i64) {
-        if v != 0 {
-            self.field(index);
-            put_int(self.out, v);
-        }
-    }
-    fn peers(&mut self, index: u64, v: &[PeerName]) {
-        if !v.is_empty() {
-            self.field(index);
-            put_uint(self.out, v.len() as u64);
-            for p in v {
-                put_uint(self.out, p.as_u64());
-            }
-        }
-    }
-    fn end(self) {
-        self.out.push(0);
-    }
-}
-
 fn put_node_id(out: &mut Vec<u8>, n: &NodeId) {
-    let mut f = Fields::new(out);
+    let mut f = StructFields::new(out);
     f.uint(0, n.name.as_u64());
     f.uint(1, n.uid);
     f.end();
 }
 
 fn put_proposal(out: &mut Vec<u8>, p: &Option<ProposalId>) {
-    let mut f = Fields::new(out);
+    let mut f = StructFields::new(out);
     if let Some(p) = p {
         f.uint(0, p.round);
         f.field(1);
-        put_node_id(f.out, &p.proposer);
+        put_node_id(f.out(), &p.proposer);
     } else {
         f.field(1);
-        f.out.push(0); // a zero NodeID
+        f.out().push(0); // a zero NodeID
     }
     f.end();
 }
 
 fn put_claims(out: &mut Vec<u8>, c: &NodeClaims) {
-    let mut f = Fields::new(out);
+    let mut f = StructFields::new(out);
     f.field(0);
-    put_proposal(f.out, &c.promise);
+    put_proposal(f.out(), &c.promise);
     f.field(1);
-    put_proposal(f.out, &c.accepted);
+    put_proposal(f.out(), &c.accepted);
     f.field(2);
-    let mut v = Fields::new(f.out);
-    v.peers(0, &c.accepted_val.value);
+    let mut v = StructFields::new(f.out());
+    v.uints(0, c.accepted_val.value.iter().map(|p| p.as_u64()));
     v.field(1);
-    put_proposal(v.out, &c.accepted_val.origin);
+    put_proposal(v.out(), &c.accepted_val.origin);
     v.end();
     f.end();
 }
 
 fn put_ring(out: &mut Vec<u8>, r: &RingWire) {
-    let mut f = Fields::new(out);
+    let mut f = StructFields::new(out);
     f.uint(0, u64::from(r.start));
     f.uint(1, u64::from(r.end));
     f.uint(2, r.peer.as_u64());
     if !r.entries.is_empty() {
         f.field(3);
-        put_uint(f.out, r.entries.len() as u64);
+        put_uint(f.out(), r.entries.len() as u64);
         for e in &r.entries {
-            let mut ef = Fields::new(f.out);
+            let mut ef = StructFields::new(f.out());
             ef.uint(0, u64::from(e.token));
             ef.uint(1, e.peer.as_u64());
             ef.uint(2, u64::from(e.version));
@@ -470,7 +429,7 @@ fn put_ring(out: &mut Vec<u8>, r: &RingWire) {
             ef.end();
         }
     }
-    f.peers(4, &r.seeds);
+    f.uints(4, r.seeds.iter().map(|p| p.as_u64()));
     f.end();
 }
 

@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use weft_gob::wire::{put_bytes, put_int, put_uint};
+use weft_gob::wire::{put_int, put_uint, StructFields};
 use weft_gob::{Decoder, Encoder, GobType, Limits, StructValue, Value};
 
 use crate::topology::{
@@ -362,44 +362,6 @@ struct TopologyWriter {
     conns_defined: bool,
 }
 
-/// Gob struct fields: `(delta, value)` pairs for the non-zero fields, then `00`.
-struct Fields<'b> {
-    out: &'b mut Vec<u8>,
-    last: u64,
-}
-
-impl<'b> Fields<'b> {
-    fn new(out: &'b mut Vec<u8>) -> Self {
-        // Field numbers start at -1, so the first delta is `field + 1`.
-        Fields { out, last: 0 }
-    }
-    fn field(&mut self, index: u64) {
-        put_uint(self.out, index + 1 - self.last);
-        self.last = index + 1;
-    }
-    fn bytes(&mut self, index: u64, v: &[u8]) {
-        if !v.is_empty() {
-            self.field(index);
-            put_bytes(self.out, v);
-        }
-    }
-    fn uint(&mut self, index: u64, v: u64) {
-        if v != 0 {
-            self.field(index);
-            put_uint(self.out, v);
-        }
-    }
-    fn bool(&mut self, index: u64, v: bool) {
-        if v {
-            self.field(index);
-            self.out.push(1);
-        }
-    }
-    fn end(self) {
-        self.out.push(0);
-    }
-}
-
 impl TopologyWriter {
     fn new() -> Self {
         TopologyWriter {
@@ -432,7 +394,7 @@ impl TopologyWriter {
             self.peer_defined = true;
         }
         put_int(&mut self.body, canon.peer_id);
-        let mut f = Fields::new(&mut self.body);
+        let mut f = StructFields::new(&mut self.body);
         f.bytes(0, name);
         f.bytes(1, nick.as_bytes());
         f.uint(2, uid);
@@ -459,7 +421,7 @@ impl TopologyWriter {
         put_uint(&mut self.body, count as u64);
         for (name, addr, outbound, established) in conns {
             let name = name.into();
-            let mut f = Fields::new(&mut self.body);
+            let mut f = StructFields::new(&mut self.body);
             f.bytes(0, name.as_slice());
             f.bytes(1, addr.as_bytes());
             f.bool(2, outbound);
