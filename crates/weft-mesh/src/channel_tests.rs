@@ -5,9 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::gossip::{encode_topology, GossipKind, GossipMsg};
-use crate::mesh::{
-    ChannelEvent, Hello, Mesh, MeshConfig, MeshLimits, MeshTimings, Output, PeerInfo,
-};
+use crate::mesh::{ChannelEvent, Hello, Mesh, MeshConfig, Output, PeerInfo};
 use crate::topology::{ConnectionSummary, PeerSummary, PeerUpdate};
 use crate::PeerName;
 
@@ -21,16 +19,9 @@ fn mesh(channels: &[&str]) -> (Mesh, Instant) {
     let now = Instant::now();
     let m = Mesh::new(
         MeshConfig {
-            name: name(1),
-            nickname: "us".into(),
-            uid: 1,
-            port: 6783,
-            discovery: false,
-            conn_limit: 0,
-            timings: MeshTimings::default(),
-            limits: MeshLimits::default(),
             seed: 5,
             channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+            ..MeshConfig::new(name(1), "us", 1)
         },
         now,
     );

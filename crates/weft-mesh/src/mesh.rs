@@ -248,6 +248,26 @@ pub struct MeshConfig {
     pub channels: Vec<String>,
 }
 
+impl MeshConfig {
+    /// A router named `name`: mesh port 6783, no discovery, no connection limit, Weave's
+    /// timings, default limits, seed 0, no local channels. Callers change what they need
+    /// with struct update syntax.
+    pub fn new(name: PeerName, nickname: impl Into<String>, uid: u64) -> Self {
+        MeshConfig {
+            name,
+            nickname: nickname.into(),
+            uid,
+            port: 6783,
+            discovery: false,
+            conn_limit: 0,
+            timings: MeshTimings::default(),
+            seed: 0,
+            limits: MeshLimits::default(),
+            channels: Vec::new(),
+        }
+    }
+}
+
 /// What the remote said about itself in the handshake, plus how we reached it.
 #[derive(Debug, Clone)]
 pub struct Hello {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::gossip::{encode_topology, GossipKind, GossipMsg};
-use crate::mesh::{Hello, Mesh, MeshConfig, MeshLimits, MeshTimings, Output};
+use crate::mesh::{Hello, Mesh, MeshConfig, Output};
 use crate::topology::{ConnectionSummary, PeerSummary, PeerUpdate};
 use crate::PeerName;
 
@@ -20,16 +20,9 @@ fn middle() -> (Mesh, Instant) {
     let now = Instant::now();
     let mut m = Mesh::new(
         MeshConfig {
-            name: name(1),
-            nickname: "us".into(),
-            uid: 1,
-            port: 6783,
-            discovery: false,
-            conn_limit: 0,
-            timings: MeshTimings::default(),
-            limits: MeshLimits::default(),
-            channels: Vec::new(),
             seed: 5,
+            channels: Vec::new(),
+            ..MeshConfig::new(name(1), "us", 1)
         },
         now,
     );

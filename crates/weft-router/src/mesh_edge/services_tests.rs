@@ -20,16 +20,9 @@ fn mesh(channels: Vec<String>) -> Mesh {
     let now = Instant::now();
     let mut m = Mesh::new(
         MeshConfig {
-            name: name(1),
-            nickname: "us".into(),
-            uid: 1,
-            port: 6783,
-            discovery: false,
-            conn_limit: 0,
-            timings: MeshTimings::default(),
-            limits: MeshLimits::default(),
             seed: 9,
             channels,
+            ..MeshConfig::new(name(1), "us", 1)
         },
         now,
     );
