@@ -141,6 +141,82 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Writes a struct value's fields as gob does: `(field delta, value)` pairs for the fields
+/// that are present, then `00`. Fields are numbered from 0 and must come in increasing order;
+/// zero values are skipped by the typed helpers, as Go omits them. For composite fields, call
+/// [`StructFields::field`] and write the value into [`StructFields::out`].
+pub struct StructFields<'b> {
+    out: &'b mut Vec<u8>,
+    last: u64,
+}
+
+impl<'b> StructFields<'b> {
+    /// Start a struct value at the end of `out`.
+    pub fn new(out: &'b mut Vec<u8>) -> Self {
+        // Field numbers start at -1, so the first delta is `field + 1`.
+        StructFields { out, last: 0 }
+    }
+
+    /// The buffer, to write a field's value after [`StructFields::field`].
+    pub fn out(&mut self) -> &mut Vec<u8> {
+        self.out
+    }
+
+    /// Announce field `index` (its delta from the previous one).
+    pub fn field(&mut self, index: u64) {
+        put_uint(self.out, index + 1 - self.last);
+        self.last = index + 1;
+    }
+
+    /// An unsigned field (omitted when 0).
+    pub fn uint(&mut self, index: u64, v: u64) {
+        if v != 0 {
+            self.field(index);
+            put_uint(self.out, v);
+        }
+    }
+
+    /// A signed field (omitted when 0).
+    pub fn int(&mut self, index: u64, v: i64) {
+        if v != 0 {
+            self.field(index);
+            put_int(self.out, v);
+        }
+    }
+
+    /// A bool field (omitted when false).
+    pub fn bool(&mut self, index: u64, v: bool) {
+        if v {
+            self.field(index);
+            self.out.push(1);
+        }
+    }
+
+    /// A `[]byte` or string field (omitted when empty).
+    pub fn bytes(&mut self, index: u64, v: &[u8]) {
+        if !v.is_empty() {
+            self.field(index);
+            put_bytes(self.out, v);
+        }
+    }
+
+    /// A `[]uint`-shaped field (omitted when empty).
+    pub fn uints(&mut self, index: u64, v: impl ExactSizeIterator<Item = u64>) {
+        if v.len() > 0 {
+            self.field(index);
+            put_uint(self.out, v.len() as u64);
+            for x in v {
+                put_uint(self.out, x);
+            }
+        }
+    }
+
+    /// End the struct.
+    pub fn end(self) {
+        self.out.push(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,81 +355,5 @@ mod tests {
         put_bytes(&mut out, b"Name");
         assert_eq!(out, [0x04, b'N', b'a', b'm', b'e']);
         assert_eq!(Reader::new(&out).bytes("s").unwrap(), b"Name");
-    }
-}
-
-/// Writes a struct value's fields as gob does: `(field delta, value)` pairs for the fields
-/// that are present, then `00`. Fields are numbered from 0 and must come in increasing order;
-/// zero values are skipped by the typed helpers, as Go omits them. For composite fields, call
-/// [`StructFields::field`] and write the value into [`StructFields::out`].
-pub struct StructFields<'b> {
-    out: &'b mut Vec<u8>,
-    last: u64,
-}
-
-impl<'b> StructFields<'b> {
-    /// Start a struct value at the end of `out`.
-    pub fn new(out: &'b mut Vec<u8>) -> Self {
-        // Field numbers start at -1, so the first delta is `field + 1`.
-        StructFields { out, last: 0 }
-    }
-
-    /// The buffer, to write a field's value after [`StructFields::field`].
-    pub fn out(&mut self) -> &mut Vec<u8> {
-        self.out
-    }
-
-    /// Announce field `index` (its delta from the previous one).
-    pub fn field(&mut self, index: u64) {
-        put_uint(self.out, index + 1 - self.last);
-        self.last = index + 1;
-    }
-
-    /// An unsigned field (omitted when 0).
-    pub fn uint(&mut self, index: u64, v: u64) {
-        if v != 0 {
-            self.field(index);
-            put_uint(self.out, v);
-        }
-    }
-
-    /// A signed field (omitted when 0).
-    pub fn int(&mut self, index: u64, v: i64) {
-        if v != 0 {
-            self.field(index);
-            put_int(self.out, v);
-        }
-    }
-
-    /// A bool field (omitted when false).
-    pub fn bool(&mut self, index: u64, v: bool) {
-        if v {
-            self.field(index);
-            self.out.push(1);
-        }
-    }
-
-    /// A `[]byte` or string field (omitted when empty).
-    pub fn bytes(&mut self, index: u64, v: &[u8]) {
-        if !v.is_empty() {
-            self.field(index);
-            put_bytes(self.out, v);
-        }
-    }
-
-    /// A `[]uint`-shaped field (omitted when empty).
-    pub fn uints(&mut self, index: u64, v: impl ExactSizeIterator<Item = u64>) {
-        if v.len() > 0 {
-            self.field(index);
-            put_uint(self.out, v.len() as u64);
-            for x in v {
-                put_uint(self.out, x);
-            }
-        }
-    }
-
-    /// End the struct.
-    pub fn end(self) {
-        self.out.push(0);
     }
 }
