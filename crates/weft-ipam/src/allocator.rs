@@ -37,9 +37,12 @@
 //! side) can in principle give both sides a majority of their own views; the simulation
 //! exercises partitions and deaths and checks for duplicates after every step.
 //!
-//! `admin_takeover` (rmpeer) keeps Weave's semantics exactly (the capture's versions depend on
-//! it): two concurrent rmpeers of the same peer are refused by the merge on whichever side has
-//! allocations in the range, not prevented.
+//! `admin_takeover` (rmpeer) keeps Weave's transfer (`version += 100`, which the capture's
+//! versions show) but not its recipient: each range of the dead peer goes to the owner of the
+//! range before it (`Ring::transfer_to_predecessors`), not to whoever runs rmpeer. The heir
+//! depends on the ring alone, so rmpeer of the same peer on two hosts at once (Weave's
+//! documented hazard: both take everything and hand out the same addresses) makes identical
+//! changes that merge without conflict. In capture (d) the heir is the caller, as in Weave.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -1091,8 +1094,8 @@ impl Allocator {
             .collect()
     }
 
-    /// `DELETE /peer/{peer}` (rmpeer): take over every range of that peer (by name or
-    /// nickname). Returns the number of addresses newly free here.
+    /// `DELETE /peer/{peer}` (rmpeer): every range of that peer (by name or nickname) goes to
+    /// the owner of the range before it. Returns the number of addresses taken over.
     pub fn admin_takeover(&mut self, now: Now, peer_or_nickname: &str) -> Result<u64, IpamError> {
         let found = self
             .nicknames
@@ -1112,7 +1115,15 @@ impl Allocator {
             self.finish(now);
             return Err(IpamError::TakeoverSelf(peer));
         }
-        let n = self.take_over(peer);
+        // Each range goes to its predecessor's owner (see `Ring::transfer_to_predecessors`):
+        // the same change whichever peer runs rmpeer, so running it on two hosts at once
+        // cannot hand an address out twice. The answer counts every address taken over.
+        let moved = self.ring.transfer_to_predecessors(peer, self.cfg.name);
+        let n: u64 = moved.iter().map(|r| r.size()).sum();
+        if n > 0 {
+            self.ring_updated();
+            self.need_broadcast = true;
+        }
         self.finish(now);
         Ok(n)
     }

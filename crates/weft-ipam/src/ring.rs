@@ -448,6 +448,43 @@ impl Ring {
         moved
     }
 
+    /// `rmpeer`: each entry of `dead` goes to the owner of the nearest entry before it (in
+    /// token order, wrapping) that `dead` does not own, version + 100; `fallback` when `dead`
+    /// owns every entry. The heir depends on the ring only, not on who runs it, so two peers
+    /// that take the same dead peer over at the same time make identical changes (Weave gives
+    /// everything to the caller, and two callers then hand out the same addresses). Returns
+    /// the moved ranges.
+    pub fn transfer_to_predecessors(&mut self, dead: PeerName, fallback: PeerName) -> Vec<Range> {
+        let owners: Vec<PeerName> = self.entries.iter().map(|e| e.peer).collect();
+        let n = owners.len();
+        let mut moved = Vec::new();
+        for i in 0..n {
+            if owners.get(i) != Some(&dead) {
+                continue;
+            }
+            let heir = (1..n)
+                .map(|back| owners.get((i + n - back) % n).copied())
+                .find(|o| o.is_some_and(|o| o != dead))
+                .flatten()
+                .unwrap_or(fallback);
+            if let Some(e) = self.entries.get_mut(i) {
+                e.peer = heir;
+                e.version = e.version.wrapping_add(100);
+                tracing::debug!(
+                    "[ring {}]: Transfer token={} from={} to={} version={}",
+                    self.me,
+                    fmt_addr(e.token),
+                    dead,
+                    heir,
+                    e.version
+                );
+            }
+            moved.extend(self.entry_ranges(i));
+        }
+        moved.sort();
+        moved
+    }
+
     /// Weave's `ReportFree`: write the free count of each of our entries (computed by `free_in`
     /// over the entry's ranges), bumping the version where it changed. True if anything changed.
     pub fn report_free(&mut self, free_in: impl Fn(&[Range]) -> u64) -> bool {
