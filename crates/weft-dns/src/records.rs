@@ -1,0 +1,654 @@
+//! The weaveDNS record store, as Weave 2.8.1's `nameserver.Entries` (reference
+//! weave-services.md §4.1, §4.3).
+//!
+//! * Key: (hostname as registered, origin, container id, address). Stored in Weave's order:
+//!   lowercased hostname, origin, container id, address (then the hostname as registered, so
+//!   that two spellings of one name are two entries, as Weave's `equal` compares the hostname
+//!   case-sensitively).
+//! * [`Records::add`] inserts with version 0, or un-tombstones an identical entry (version+1).
+//! * [`Records::tombstone`] marks our own live entries deleted (`Tombstone = now`, version+1);
+//!   entries of other origins are never touched.
+//! * [`Records::receive`] merges received gossip: clock skew over [`GOSSIP_WINDOW`] rejects the
+//!   message, unknown origins are dropped, entries claiming our origin are corrected, then for
+//!   equal keys the higher version wins and at the same version the larger tombstone wins.
+//! * [`Records::remove_origin`] (peer GC) and [`Records::purge_tombstones`] (after
+//!   [`TOMBSTONE_TTL`]).
+//!
+//! Memory is bounded: at most `max_entries` entries; a change that would go beyond refuses
+//! with [`RecordsError::Full`] and changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use weft_mesh::PeerName;
+
+use crate::codec::{MAX_CONTAINER_ID_LEN, MAX_HOSTNAME_LEN};
+use crate::wire::{Entry, GossipData};
+
+/// Largest accepted difference between a message's timestamp and our clock, in seconds
+/// (Weave's `gossipWindow`).
+pub const GOSSIP_WINDOW: i64 = 900;
+/// Tombstones older than this (seconds) are purged (Weave's `tombstoneTimeout`).
+pub const TOMBSTONE_TTL: i64 = 30 * 60;
+/// Default cap on the number of stored entries.
+pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+
+/// Why the store refused a change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordsError {
+    /// The sender's clock is too far from ours: the whole message is rejected.
+    #[error("host clock skew of {skew}s exceeds {GOSSIP_WINDOW}s limit: check the clocks of the peers (NTP)")]
+    ClockSkew { skew: i64 },
+    /// The change would make the store larger than its cap.
+    #[error("DNS record store is full: {have} entries held, {adding} more would exceed the limit of {limit}; remove names or raise the limit")]
+    Full {
+        have: usize,
+        adding: usize,
+        limit: usize,
+    },
+    /// A hostname longer than a DNS name can be.
+    #[error("hostname is {0} bytes long, more than the {MAX_HOSTNAME_LEN} a DNS name may have")]
+    HostnameTooLong(usize),
+    /// A container id longer than we keep.
+    #[error("container id is {0} bytes long, more than the {MAX_CONTAINER_ID_LEN} accepted")]
+    ContainerIdTooLong(usize),
+}
+
+/// Storage order key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    lhostname: String,
+    origin: PeerName,
+    container_id: String,
+    addr: Ipv4Addr,
+    hostname: String,
+}
+
+impl Key {
+    fn of(e: &Entry) -> Key {
+        Key {
+            lhostname: e.hostname.to_lowercase(),
+            origin: e.origin,
+            container_id: e.container_id.clone(),
+            addr: e.addr,
+            hostname: e.hostname.clone(),
+        }
+    }
+}
+
+/// The weaveDNS table of one peer.
+#[derive(Debug, Clone)]
+pub struct Records {
+    ours: PeerName,
+    max_entries: usize,
+    entries: BTreeMap<Key, Entry>,
+}
+
+/// Whether `incoming` replaces `held` (same key): higher version, or same version and larger
+/// tombstone.
+fn wins(incoming: &Entry, held: &Entry) -> bool {
+    incoming.version > held.version
+        || (incoming.version == held.version && incoming.tombstone > held.tombstone)
+}
+
+impl Records {
+    /// An empty table of peer `ours`, holding at most [`DEFAULT_MAX_ENTRIES`].
+    pub fn new(ours: PeerName) -> Records {
+        Records::with_max_entries(ours, DEFAULT_MAX_ENTRIES)
+    }
+
+    /// An empty table holding at most `max_entries`.
+    pub fn with_max_entries(ours: PeerName, max_entries: usize) -> Records {
+        Records {
+            ours,
+            max_entries,
+            entries: BTreeMap::new(),
+        }
+    }
+
+    /// This peer's name (the origin of the entries it registers).
+    pub fn ours(&self) -> PeerName {
+        self.ours
+    }
+
+    /// Number of entries, tombstones included.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the table holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Number of live entries (what `/status` shows as `Entries`).
+    pub fn live_len(&self) -> usize {
+        self.entries.values().filter(|e| e.is_live()).count()
+    }
+
+    /// All entries, tombstones included, in storage order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    fn room_for(&self, adding: usize) -> Result<(), RecordsError> {
+        if self.entries.len().saturating_add(adding) > self.max_entries {
+            return Err(RecordsError::Full {
+                have: self.entries.len(),
+                adding,
+                limit: self.max_entries,
+            });
+        }
+        Ok(())
+    }
+
+    /// Registers `hostname` → `addr` for `container_id`, with our origin. A new entry gets
+    /// version 0; an identical tombstoned entry is revived with version+1; an identical live
+    /// entry is left as it is. Returns the entry to broadcast.
+    pub fn add(
+        &mut self,
+        hostname: &str,
+        container_id: &str,
+        addr: Ipv4Addr,
+    ) -> Result<Entry, RecordsError> {
+        if hostname.len() > MAX_HOSTNAME_LEN {
+            return Err(RecordsError::HostnameTooLong(hostname.len()));
+        }
+        if container_id.len() > MAX_CONTAINER_ID_LEN {
+            return Err(RecordsError::ContainerIdTooLong(container_id.len()));
+        }
+        let entry = Entry {
+            container_id: container_id.to_owned(),
+            origin: self.ours,
+            addr,
+            hostname: hostname.to_owned(),
+            version: 0,
+            tombstone: 0,
+        };
+        let key = Key::of(&entry);
+        if let Some(held) = self.entries.get_mut(&key) {
+            if !held.is_live() {
+                held.tombstone = 0;
+                held.version = held.version.saturating_add(1);
+            }
+            return Ok(held.clone());
+        }
+        self.room_for(1)?;
+        tracing::debug!(%hostname, %addr, container_id, "adding DNS entry");
+        self.entries.insert(key, entry.clone());
+        Ok(entry)
+    }
+
+    /// Tombstones our live entries of `container_id` (all, or only those with `addr` and/or
+    /// exactly `hostname`) at `now`. Entries of other origins are not touched (Weave logs the
+    /// request and changes nothing). Returns the changed entries, to broadcast.
+    pub fn tombstone(
+        &mut self,
+        now: i64,
+        container_id: &str,
+        addr: Option<Ipv4Addr>,
+        hostname: Option<&str>,
+    ) -> Vec<Entry> {
+        let ours = self.ours;
+        let mut changed = Vec::new();
+        for e in self.entries.values_mut() {
+            if e.origin != ours
+                || !e.is_live()
+                || e.container_id != container_id
+                || addr.is_some_and(|a| a != e.addr)
+                || hostname.is_some_and(|h| h != e.hostname)
+            {
+                continue;
+            }
+            e.tombstone = now;
+            e.version = e.version.saturating_add(1);
+            tracing::debug!(hostname = %e.hostname, addr = %e.addr, "tombstoning DNS entry");
+            changed.push(e.clone());
+        }
+        changed
+    }
+
+    /// Merges received gossip at our time `now`; `is_known` says whether an origin is a peer
+    /// of the mesh (our own name always is). Returns the entries that are new or changed here,
+    /// including corrections of entries claiming our origin, to propagate. On an error nothing
+    /// changed.
+    pub fn receive(
+        &mut self,
+        gossip: GossipData,
+        now: i64,
+        is_known: impl Fn(PeerName) -> bool,
+    ) -> Result<Vec<Entry>, RecordsError> {
+        let skew = gossip.timestamp.saturating_sub(now);
+        if !(-GOSSIP_WINDOW..=GOSSIP_WINDOW).contains(&skew) {
+            return Err(RecordsError::ClockSkew { skew });
+        }
+        let ours = self.ours;
+        let mut incoming: Vec<Entry> = gossip
+            .entries
+            .into_iter()
+            .filter(|e| e.origin == ours || is_known(e.origin))
+            .collect();
+
+        let new_keys: BTreeSet<Key> = incoming
+            .iter()
+            .map(Key::of)
+            .filter(|k| !self.entries.contains_key(k))
+            .collect();
+        self.room_for(new_keys.len())?;
+
+        let mut out = Vec::new();
+        // Entries claiming to be ours: what we hold is the truth.
+        for e in incoming.iter_mut().filter(|e| e.origin == ours) {
+            match self.entries.get_mut(&Key::of(e)) {
+                Some(held) => {
+                    if held.version < e.version
+                        || (held.version == e.version && held.tombstone != e.tombstone)
+                    {
+                        held.version = e.version.saturating_add(1);
+                        tracing::debug!(hostname = %held.hostname, addr = %held.addr, version = held.version, "re-asserting our DNS entry");
+                        out.push(held.clone());
+                    }
+                    // The merge below must keep ours.
+                    *e = held.clone();
+                }
+                None => {
+                    if e.is_live() {
+                        // We do not hold it (the container went away while we were apart).
+                        e.tombstone = now;
+                        e.version = e.version.saturating_add(1);
+                        tracing::debug!(hostname = %e.hostname, addr = %e.addr, "tombstoning a stale DNS entry claiming our origin");
+                    }
+                }
+            }
+        }
+        for e in incoming {
+            let key = Key::of(&e);
+            match self.entries.get_mut(&key) {
+                Some(held) => {
+                    if wins(&e, held) {
+                        *held = e.clone();
+                        out.push(e);
+                    }
+                }
+                None => {
+                    self.entries.insert(key, e.clone());
+                    out.push(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Peer GC: removes every entry whose origin is `peer` (no tombstones). Returns how many.
+    pub fn remove_origin(&mut self, peer: PeerName) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|_, e| e.origin != peer);
+        before - self.entries.len()
+    }
+
+    /// Removes tombstones older than [`TOMBSTONE_TTL`] at `now`. Returns how many.
+    pub fn purge_tombstones(&mut self, now: i64) -> usize {
+        let before = self.entries.len();
+        self.entries
+            .retain(|_, e| e.is_live() || now.saturating_sub(e.tombstone) <= TOMBSTONE_TTL);
+        before - self.entries.len()
+    }
+
+    /// The live addresses of `name` (case-insensitive), in storage order.
+    pub fn lookup(&self, name: &str) -> Vec<Ipv4Addr> {
+        let lname = name.to_lowercase();
+        let start = Key {
+            lhostname: lname.clone(),
+            origin: PeerName::default(),
+            container_id: String::new(),
+            addr: Ipv4Addr::UNSPECIFIED,
+            hostname: String::new(),
+        };
+        self.entries
+            .range(start..)
+            .take_while(|(k, _)| k.lhostname == lname)
+            .filter(|(_, e)| e.is_live())
+            .map(|(_, e)| e.addr)
+            .collect()
+    }
+
+    /// The hostname (as registered) of the first live entry with `addr`, in storage order.
+    pub fn reverse(&self, addr: Ipv4Addr) -> Option<&str> {
+        self.entries
+            .values()
+            .find(|e| e.is_live() && e.addr == addr)
+            .map(|e| e.hostname.as_str())
+    }
+
+    /// The full table as periodic gossip at `now`: sorted by hostname case-sensitively (then
+    /// origin, container id, address), as Weave sends it.
+    pub fn gossip(&self, now: i64) -> GossipData {
+        let mut entries: Vec<Entry> = self.entries.values().cloned().collect();
+        entries.sort_by(|a, b| {
+            (&a.hostname, a.origin, &a.container_id, a.addr).cmp(&(
+                &b.hostname,
+                b.origin,
+                &b.container_id,
+                b.addr,
+            ))
+        });
+        GossipData {
+            timestamp: now,
+            entries,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_796_284_340;
+
+    fn peer(n: u64) -> PeerName {
+        PeerName::from_u64(n).unwrap()
+    }
+
+    fn ip(d: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 32, 0, d)
+    }
+
+    fn entry(host: &str, origin: u64, cid: &str, d: u8, version: i64, tombstone: i64) -> Entry {
+        Entry {
+            container_id: cid.into(),
+            origin: peer(origin),
+            addr: ip(d),
+            hostname: host.into(),
+            version,
+            tombstone,
+        }
+    }
+
+    fn gossip(entries: Vec<Entry>) -> GossipData {
+        GossipData {
+            timestamp: NOW,
+            entries,
+        }
+    }
+
+    fn all_known(_: PeerName) -> bool {
+        true
+    }
+
+    #[test]
+    fn add_inserts_version_0_and_is_idempotent() {
+        let mut r = Records::new(peer(1));
+        let e = r.add("web.weave.local.", "c1", ip(1)).unwrap();
+        assert_eq!((e.version, e.tombstone, e.origin), (0, 0, peer(1)));
+        let again = r.add("web.weave.local.", "c1", ip(1)).unwrap();
+        assert_eq!(again.version, 0);
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn add_revives_a_tombstone_with_version_plus_one() {
+        let mut r = Records::new(peer(2));
+        r.add("web.weave.local.", "c", ip(2)).unwrap();
+        let t = r.tombstone(NOW, "c", Some(ip(2)), None);
+        assert_eq!((t[0].version, t[0].tombstone), (1, NOW));
+        let e = r.add("web.weave.local.", "c", ip(2)).unwrap();
+        assert_eq!((e.version, e.tombstone), (2, 0));
+        assert_eq!(r.lookup("web.weave.local."), vec![ip(2)]);
+    }
+
+    #[test]
+    fn add_refuses_oversized_fields() {
+        let mut r = Records::new(peer(1));
+        let long = "a".repeat(256);
+        assert_eq!(
+            r.add(&long, "c", ip(1)),
+            Err(RecordsError::HostnameTooLong(256))
+        );
+        assert_eq!(
+            r.add("x.", &long, ip(1)),
+            Err(RecordsError::ContainerIdTooLong(256))
+        );
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn tombstone_only_touches_our_origin() {
+        let mut r = Records::new(peer(1));
+        r.receive(
+            gossip(vec![entry("MixedCase.weave.local.", 2, "c4", 4, 0, 0)]),
+            NOW,
+            all_known,
+        )
+        .unwrap();
+        assert!(r.tombstone(NOW, "c4", Some(ip(4)), None).is_empty());
+        assert_eq!(r.lookup("mixedcase.weave.local."), vec![ip(4)]);
+    }
+
+    #[test]
+    fn tombstone_filters_by_address_and_exact_hostname() {
+        let mut r = Records::new(peer(1));
+        r.add("zeta.weave.local.", "c5", ip(5)).unwrap();
+        r.add("alpha.weave.local.", "c5", ip(5)).unwrap();
+        let t = r.tombstone(NOW, "c5", Some(ip(5)), Some("zeta.weave.local."));
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].hostname, "zeta.weave.local.");
+        assert!(r.lookup("zeta.weave.local.").is_empty());
+        assert_eq!(r.lookup("alpha.weave.local."), vec![ip(5)]);
+        // Already tombstoned entries are not tombstoned again.
+        assert!(r
+            .tombstone(NOW + 5, "c5", None, Some("zeta.weave.local."))
+            .is_empty());
+        // A whole container.
+        let mut r = Records::new(peer(1));
+        for d in 1..=20 {
+            r.add("many.weave.local.", "cm", Ipv4Addr::new(10, 32, 1, d))
+                .unwrap();
+        }
+        assert_eq!(r.tombstone(NOW, "cm", None, None).len(), 20);
+        assert_eq!(r.live_len(), 0);
+        assert_eq!(r.len(), 20);
+    }
+
+    #[test]
+    fn clock_skew_beyond_900s_rejects_the_whole_message() {
+        let mut r = Records::new(peer(1));
+        let mut g = gossip(vec![entry("web.", 2, "c", 1, 0, 0)]);
+        g.timestamp = NOW + 901;
+        assert_eq!(
+            r.receive(g.clone(), NOW, all_known),
+            Err(RecordsError::ClockSkew { skew: 901 })
+        );
+        g.timestamp = NOW - 901;
+        assert_eq!(
+            r.receive(g.clone(), NOW, all_known),
+            Err(RecordsError::ClockSkew { skew: -901 })
+        );
+        assert!(r.is_empty());
+        g.timestamp = NOW - 900;
+        assert_eq!(r.receive(g, NOW, all_known).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unknown_origins_are_dropped() {
+        let mut r = Records::new(peer(1));
+        let out = r
+            .receive(
+                gossip(vec![
+                    entry("a.", 2, "c", 1, 0, 0),
+                    entry("b.", 3, "c", 2, 0, 0),
+                ]),
+                NOW,
+                |p| p == peer(2),
+            )
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(r.len(), 1);
+        assert!(r.lookup("b.").is_empty());
+    }
+
+    #[test]
+    fn higher_version_wins_then_larger_tombstone() {
+        let mut r = Records::new(peer(1));
+        r.receive(gossip(vec![entry("w.", 2, "c", 2, 1, 100)]), NOW, all_known)
+            .unwrap();
+        // Older version: ignored, nothing to propagate.
+        let out = r
+            .receive(gossip(vec![entry("w.", 2, "c", 2, 0, 0)]), NOW, all_known)
+            .unwrap();
+        assert!(out.is_empty());
+        assert!(r.lookup("w.").is_empty());
+        // Same version, smaller tombstone: ignored.
+        assert!(r
+            .receive(gossip(vec![entry("w.", 2, "c", 2, 1, 50)]), NOW, all_known)
+            .unwrap()
+            .is_empty());
+        // Same version, larger tombstone: wins.
+        let out = r
+            .receive(gossip(vec![entry("w.", 2, "c", 2, 1, 200)]), NOW, all_known)
+            .unwrap();
+        assert_eq!(out, vec![entry("w.", 2, "c", 2, 1, 200)]);
+        // Higher version: wins (revived).
+        let out = r
+            .receive(gossip(vec![entry("w.", 2, "c", 2, 2, 0)]), NOW, all_known)
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(r.lookup("W."), vec![ip(2)]);
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn entries_claiming_our_origin_are_corrected() {
+        let mut r = Records::new(peer(1));
+        r.add("web.", "c", ip(1)).unwrap();
+        // A peer thinks our entry is deleted at the same version: we re-assert it, live.
+        let out = r
+            .receive(
+                gossip(vec![entry("web.", 1, "c", 1, 0, 77)]),
+                NOW,
+                all_known,
+            )
+            .unwrap();
+        assert_eq!(out, vec![entry("web.", 1, "c", 1, 1, 0)]);
+        assert_eq!(r.lookup("web."), vec![ip(1)]);
+        // A newer version from elsewhere: ours goes above it.
+        let out = r
+            .receive(gossip(vec![entry("web.", 1, "c", 1, 5, 9)]), NOW, all_known)
+            .unwrap();
+        assert_eq!(out, vec![entry("web.", 1, "c", 1, 6, 0)]);
+        // Our own current state echoed back: nothing to do.
+        assert!(r
+            .receive(gossip(vec![entry("web.", 1, "c", 1, 6, 0)]), NOW, all_known)
+            .unwrap()
+            .is_empty());
+        // An entry of ours we do not hold (a container gone while apart): tombstoned now.
+        let out = r
+            .receive(
+                gossip(vec![entry("old.", 1, "gone", 3, 4, 0)]),
+                NOW,
+                all_known,
+            )
+            .unwrap();
+        assert_eq!(out, vec![entry("old.", 1, "gone", 3, 5, NOW)]);
+        assert!(r.lookup("old.").is_empty());
+    }
+
+    #[test]
+    fn remove_origin_drops_entries_outright() {
+        let mut r = Records::new(peer(1));
+        r.add("web.", "c1", ip(1)).unwrap();
+        r.receive(
+            gossip(vec![
+                entry("web.", 2, "c2", 2, 0, 0),
+                entry("x.", 2, "c3", 3, 1, NOW),
+            ]),
+            NOW,
+            all_known,
+        )
+        .unwrap();
+        assert_eq!(r.remove_origin(peer(2)), 2);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.lookup("web."), vec![ip(1)]);
+    }
+
+    #[test]
+    fn purge_removes_only_old_tombstones() {
+        let mut r = Records::new(peer(1));
+        r.add("a.", "c", ip(1)).unwrap();
+        r.add("b.", "c", ip(2)).unwrap();
+        r.add("live.", "c", ip(3)).unwrap();
+        r.tombstone(NOW, "c", Some(ip(1)), None);
+        r.tombstone(NOW + 100, "c", Some(ip(2)), None);
+        assert_eq!(r.purge_tombstones(NOW + TOMBSTONE_TTL), 0);
+        assert_eq!(r.purge_tombstones(NOW + TOMBSTONE_TTL + 1), 1);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.purge_tombstones(NOW + 100 + TOMBSTONE_TTL + 1), 1);
+        assert_eq!(
+            r.entries().map(|e| e.hostname.as_str()).collect::<Vec<_>>(),
+            ["live."]
+        );
+    }
+
+    #[test]
+    fn lookups_are_case_insensitive_and_reverse_takes_the_first_in_storage_order() {
+        let mut r = Records::new(peer(1));
+        r.add("zeta.weave.local.", "c5", ip(5)).unwrap();
+        r.add("alpha.weave.local.", "c5", ip(5)).unwrap();
+        r.add("MixedCase.weave.local.", "c4", ip(4)).unwrap();
+        r.add("web.weave.local.", "c1", ip(1)).unwrap();
+        r.add("webber.weave.local.", "c9", ip(9)).unwrap();
+        assert_eq!(r.lookup("MIXEDCASE.WEAVE.LOCAL."), vec![ip(4)]);
+        assert_eq!(r.lookup("WEB.Weave.LOCAL."), vec![ip(1)]);
+        assert!(r.lookup("nosuch.weave.local.").is_empty());
+        assert_eq!(r.reverse(ip(5)), Some("alpha.weave.local."));
+        assert_eq!(r.reverse(ip(4)), Some("MixedCase.weave.local."));
+        assert_eq!(r.reverse(ip(99)), None);
+        r.tombstone(NOW, "c5", None, Some("alpha.weave.local."));
+        assert_eq!(r.reverse(ip(5)), Some("zeta.weave.local."));
+    }
+
+    #[test]
+    fn storage_order_is_case_insensitive_gossip_order_case_sensitive() {
+        let mut r = Records::new(peer(1));
+        r.add("alpha.weave.local.", "c5", ip(5)).unwrap();
+        r.add("MixedCase.weave.local.", "c4", ip(4)).unwrap();
+        let stored: Vec<_> = r.entries().map(|e| e.hostname.clone()).collect();
+        assert_eq!(stored, ["alpha.weave.local.", "MixedCase.weave.local."]);
+        let g = r.gossip(NOW);
+        let sent: Vec<_> = g.entries.iter().map(|e| e.hostname.clone()).collect();
+        assert_eq!(sent, ["MixedCase.weave.local.", "alpha.weave.local."]);
+        assert_eq!(g.timestamp, NOW);
+    }
+
+    #[test]
+    fn the_cap_refuses_without_changing_anything() {
+        let mut r = Records::with_max_entries(peer(1), 2);
+        r.add("a.", "c", ip(1)).unwrap();
+        let err = r
+            .receive(
+                gossip(vec![
+                    entry("b.", 2, "c", 2, 0, 0),
+                    entry("c.", 2, "c", 3, 0, 0),
+                ]),
+                NOW,
+                all_known,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RecordsError::Full {
+                have: 1,
+                adding: 2,
+                limit: 2
+            }
+        );
+        assert_eq!(r.len(), 1);
+        r.add("b.", "c", ip(2)).unwrap();
+        assert!(matches!(
+            r.add("c.", "c", ip(3)),
+            Err(RecordsError::Full { .. })
+        ));
+        // Updates of held entries still work when full.
+        assert_eq!(r.tombstone(NOW, "c", Some(ip(2)), None).len(), 1);
+        assert_eq!(r.add("b.", "c", ip(2)).unwrap().version, 2);
+    }
+}
