@@ -25,5 +25,5 @@ pub mod records;
 pub mod wire;
 
 pub use codec::{decode_gossip, encode_gossip, CodecError, TypeIds};
-pub use records::{Records, RecordsError};
+pub use records::{Received, Records, RecordsError};
 pub use wire::{Entry, GossipData};

@@ -91,6 +91,21 @@ fn wins(incoming: &Entry, held: &Entry) -> bool {
         || (incoming.version == held.version && incoming.tombstone > held.tombstone)
 }
 
+/// The outcome of [`Records::receive`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Received {
+    /// Entries claiming our origin that we corrected (re-asserted with a higher version, or
+    /// tombstoned because we do not hold them): broadcast them at once. They are also in
+    /// `new`.
+    pub corrections: Vec<Entry>,
+    /// Entries new or changed here, in storage order: the delta a periodic-gossip receiver
+    /// passes on (Weave's `OnGossip` result, sent with our timestamp).
+    pub new: Vec<Entry>,
+    /// The received message after filtering and corrections, in storage order: what a
+    /// broadcast receiver relays (Weave's `OnGossipBroadcast` result).
+    pub received: GossipData,
+}
+
 impl Records {
     /// An empty table of peer `ours`, holding at most [`DEFAULT_MAX_ENTRIES`].
     pub fn new(ours: PeerName) -> Records {
@@ -179,13 +194,14 @@ impl Records {
         Ok(entry)
     }
 
-    /// Tombstones our live entries of `container_id` (all, or only those with `addr` and/or
-    /// exactly `hostname`) at `now`. Entries of other origins are not touched (Weave logs the
-    /// request and changes nothing). Returns the changed entries, to broadcast.
+    /// Tombstones our live entries at `now` that match every given filter: container id,
+    /// address, hostname (exactly as registered); `None` matches anything (Weave's `"*"`).
+    /// Entries of other origins are not touched (Weave logs the request and changes nothing).
+    /// Returns the changed entries in storage order, to broadcast.
     pub fn tombstone(
         &mut self,
         now: i64,
-        container_id: &str,
+        container_id: Option<&str>,
         addr: Option<Ipv4Addr>,
         hostname: Option<&str>,
     ) -> Vec<Entry> {
@@ -194,7 +210,7 @@ impl Records {
         for e in self.entries.values_mut() {
             if e.origin != ours
                 || !e.is_live()
-                || e.container_id != container_id
+                || container_id.is_some_and(|c| c != e.container_id)
                 || addr.is_some_and(|a| a != e.addr)
                 || hostname.is_some_and(|h| h != e.hostname)
             {
@@ -208,48 +224,56 @@ impl Records {
         changed
     }
 
-    /// Merges received gossip at our time `now`; `is_known` says whether an origin is a peer
-    /// of the mesh (our own name always is). Returns the entries that are new or changed here,
-    /// including corrections of entries claiming our origin, to propagate. On an error nothing
-    /// changed.
+    /// A container of ours died: tombstones all our live entries for it (Weave's
+    /// `ContainerDied`). Returns the changed entries, to broadcast.
+    pub fn container_died(&mut self, now: i64, container_id: &str) -> Vec<Entry> {
+        self.tombstone(now, Some(container_id), None, None)
+    }
+
+    /// Merges received gossip at our time `now`, as Weave's `receiveGossip`; `is_known` says
+    /// whether an origin is a peer of the mesh (our own name always is). On an error nothing
+    /// changed. See [`Received`] for what to do with the result.
     pub fn receive(
         &mut self,
         gossip: GossipData,
         now: i64,
         is_known: impl Fn(PeerName) -> bool,
-    ) -> Result<Vec<Entry>, RecordsError> {
+    ) -> Result<Received, RecordsError> {
         let skew = gossip.timestamp.saturating_sub(now);
         if !(-GOSSIP_WINDOW..=GOSSIP_WINDOW).contains(&skew) {
             return Err(RecordsError::ClockSkew { skew });
         }
         let ours = self.ours;
-        let mut incoming: Vec<Entry> = gossip
+        let mut incoming: Vec<(Key, Entry)> = gossip
             .entries
             .into_iter()
             .filter(|e| e.origin == ours || is_known(e.origin))
+            .map(|e| (Key::of(&e), e))
             .collect();
+        // Weave sorts what it decoded into storage order; the delta keeps that order.
+        incoming.sort_by(|a, b| a.0.cmp(&b.0));
 
-        let new_keys: BTreeSet<Key> = incoming
+        let new_keys: BTreeSet<&Key> = incoming
             .iter()
-            .map(Key::of)
-            .filter(|k| !self.entries.contains_key(k))
+            .map(|(k, _)| k)
+            .filter(|k| !self.entries.contains_key(*k))
             .collect();
         self.room_for(new_keys.len())?;
 
-        let mut out = Vec::new();
         // Entries claiming to be ours: what we hold is the truth.
-        for e in incoming.iter_mut().filter(|e| e.origin == ours) {
-            match self.entries.get_mut(&Key::of(e)) {
+        let mut corrections = Vec::new();
+        for (key, e) in incoming.iter_mut().filter(|(_, e)| e.origin == ours) {
+            match self.entries.get(key) {
                 Some(held) => {
                     if held.version < e.version
                         || (held.version == e.version && held.tombstone != e.tombstone)
                     {
-                        held.version = e.version.saturating_add(1);
-                        tracing::debug!(hostname = %held.hostname, addr = %held.addr, version = held.version, "re-asserting our DNS entry");
-                        out.push(held.clone());
+                        let version = e.version.saturating_add(1);
+                        *e = held.clone();
+                        e.version = version;
+                        tracing::debug!(hostname = %e.hostname, addr = %e.addr, version, "re-asserting our DNS entry");
+                        corrections.push(e.clone());
                     }
-                    // The merge below must keep ours.
-                    *e = held.clone();
                 }
                 None => {
                     if e.is_live() {
@@ -257,26 +281,35 @@ impl Records {
                         e.tombstone = now;
                         e.version = e.version.saturating_add(1);
                         tracing::debug!(hostname = %e.hostname, addr = %e.addr, "tombstoning a stale DNS entry claiming our origin");
+                        corrections.push(e.clone());
                     }
                 }
             }
         }
-        for e in incoming {
-            let key = Key::of(&e);
-            match self.entries.get_mut(&key) {
+
+        let mut new = Vec::new();
+        for (key, e) in &incoming {
+            match self.entries.get_mut(key) {
                 Some(held) => {
-                    if wins(&e, held) {
+                    if wins(e, held) {
                         *held = e.clone();
-                        out.push(e);
+                        new.push(e.clone());
                     }
                 }
                 None => {
-                    self.entries.insert(key, e.clone());
-                    out.push(e);
+                    self.entries.insert(key.clone(), e.clone());
+                    new.push(e.clone());
                 }
             }
         }
-        Ok(out)
+        Ok(Received {
+            corrections,
+            new,
+            received: GossipData {
+                timestamp: gossip.timestamp,
+                entries: incoming.into_iter().map(|(_, e)| e).collect(),
+            },
+        })
     }
 
     /// Peer GC: removes every entry whose origin is `peer` (no tombstones). Returns how many.
@@ -389,7 +422,7 @@ mod tests {
     fn add_revives_a_tombstone_with_version_plus_one() {
         let mut r = Records::new(peer(2));
         r.add("web.weave.local.", "c", ip(2)).unwrap();
-        let t = r.tombstone(NOW, "c", Some(ip(2)), None);
+        let t = r.tombstone(NOW, Some("c"), Some(ip(2)), None);
         assert_eq!((t[0].version, t[0].tombstone), (1, NOW));
         let e = r.add("web.weave.local.", "c", ip(2)).unwrap();
         assert_eq!((e.version, e.tombstone), (2, 0));
@@ -420,7 +453,7 @@ mod tests {
             all_known,
         )
         .unwrap();
-        assert!(r.tombstone(NOW, "c4", Some(ip(4)), None).is_empty());
+        assert!(r.tombstone(NOW, Some("c4"), Some(ip(4)), None).is_empty());
         assert_eq!(r.lookup("mixedcase.weave.local."), vec![ip(4)]);
     }
 
@@ -429,14 +462,14 @@ mod tests {
         let mut r = Records::new(peer(1));
         r.add("zeta.weave.local.", "c5", ip(5)).unwrap();
         r.add("alpha.weave.local.", "c5", ip(5)).unwrap();
-        let t = r.tombstone(NOW, "c5", Some(ip(5)), Some("zeta.weave.local."));
+        let t = r.tombstone(NOW, Some("c5"), Some(ip(5)), Some("zeta.weave.local."));
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].hostname, "zeta.weave.local.");
         assert!(r.lookup("zeta.weave.local.").is_empty());
         assert_eq!(r.lookup("alpha.weave.local."), vec![ip(5)]);
         // Already tombstoned entries are not tombstoned again.
         assert!(r
-            .tombstone(NOW + 5, "c5", None, Some("zeta.weave.local."))
+            .tombstone(NOW + 5, Some("c5"), None, Some("zeta.weave.local."))
             .is_empty());
         // A whole container.
         let mut r = Records::new(peer(1));
@@ -444,7 +477,7 @@ mod tests {
             r.add("many.weave.local.", "cm", Ipv4Addr::new(10, 32, 1, d))
                 .unwrap();
         }
-        assert_eq!(r.tombstone(NOW, "cm", None, None).len(), 20);
+        assert_eq!(r.container_died(NOW, "cm").len(), 20);
         assert_eq!(r.live_len(), 0);
         assert_eq!(r.len(), 20);
     }
@@ -465,7 +498,7 @@ mod tests {
         );
         assert!(r.is_empty());
         g.timestamp = NOW - 900;
-        assert_eq!(r.receive(g, NOW, all_known).unwrap().len(), 1);
+        assert_eq!(r.receive(g, NOW, all_known).unwrap().new.len(), 1);
     }
 
     #[test]
@@ -481,7 +514,9 @@ mod tests {
                 |p| p == peer(2),
             )
             .unwrap();
-        assert_eq!(out.len(), 1);
+        assert_eq!(out.new, vec![entry("a.", 2, "c", 1, 0, 0)]);
+        // Not relayed either.
+        assert_eq!(out.received.entries, out.new);
         assert_eq!(r.len(), 1);
         assert!(r.lookup("b.").is_empty());
     }
@@ -495,23 +530,24 @@ mod tests {
         let out = r
             .receive(gossip(vec![entry("w.", 2, "c", 2, 0, 0)]), NOW, all_known)
             .unwrap();
-        assert!(out.is_empty());
+        assert!(out.new.is_empty() && out.corrections.is_empty());
         assert!(r.lookup("w.").is_empty());
         // Same version, smaller tombstone: ignored.
         assert!(r
             .receive(gossip(vec![entry("w.", 2, "c", 2, 1, 50)]), NOW, all_known)
             .unwrap()
+            .new
             .is_empty());
         // Same version, larger tombstone: wins.
         let out = r
             .receive(gossip(vec![entry("w.", 2, "c", 2, 1, 200)]), NOW, all_known)
             .unwrap();
-        assert_eq!(out, vec![entry("w.", 2, "c", 2, 1, 200)]);
+        assert_eq!(out.new, vec![entry("w.", 2, "c", 2, 1, 200)]);
         // Higher version: wins (revived).
         let out = r
             .receive(gossip(vec![entry("w.", 2, "c", 2, 2, 0)]), NOW, all_known)
             .unwrap();
-        assert_eq!(out.len(), 1);
+        assert_eq!(out.new.len(), 1);
         assert_eq!(r.lookup("W."), vec![ip(2)]);
         assert_eq!(r.len(), 1);
     }
@@ -528,18 +564,26 @@ mod tests {
                 all_known,
             )
             .unwrap();
-        assert_eq!(out, vec![entry("web.", 1, "c", 1, 1, 0)]);
+        let fixed = vec![entry("web.", 1, "c", 1, 1, 0)];
+        assert_eq!(out.corrections, fixed);
+        assert_eq!(out.new, fixed);
+        assert_eq!(
+            out.received.entries, fixed,
+            "the relayed message carries ours"
+        );
         assert_eq!(r.lookup("web."), vec![ip(1)]);
+        assert_eq!(r.entries().next(), Some(&fixed[0]));
         // A newer version from elsewhere: ours goes above it.
         let out = r
             .receive(gossip(vec![entry("web.", 1, "c", 1, 5, 9)]), NOW, all_known)
             .unwrap();
-        assert_eq!(out, vec![entry("web.", 1, "c", 1, 6, 0)]);
+        assert_eq!(out.corrections, vec![entry("web.", 1, "c", 1, 6, 0)]);
+        assert_eq!(out.new, out.corrections);
         // Our own current state echoed back: nothing to do.
-        assert!(r
+        let out = r
             .receive(gossip(vec![entry("web.", 1, "c", 1, 6, 0)]), NOW, all_known)
-            .unwrap()
-            .is_empty());
+            .unwrap();
+        assert!(out.new.is_empty() && out.corrections.is_empty());
         // An entry of ours we do not hold (a container gone while apart): tombstoned now.
         let out = r
             .receive(
@@ -548,8 +592,38 @@ mod tests {
                 all_known,
             )
             .unwrap();
-        assert_eq!(out, vec![entry("old.", 1, "gone", 3, 5, NOW)]);
+        assert_eq!(out.corrections, vec![entry("old.", 1, "gone", 3, 5, NOW)]);
+        assert_eq!(out.new, out.corrections);
         assert!(r.lookup("old.").is_empty());
+        // One we do not hold that is already a tombstone: kept as it is, no correction.
+        let out = r
+            .receive(
+                gossip(vec![entry("older.", 1, "gone", 4, 2, 5)]),
+                NOW,
+                all_known,
+            )
+            .unwrap();
+        assert!(out.corrections.is_empty());
+        assert_eq!(out.new, vec![entry("older.", 1, "gone", 4, 2, 5)]);
+    }
+
+    #[test]
+    fn the_delta_is_in_storage_order() {
+        let mut r = Records::new(peer(1));
+        let out = r
+            .receive(
+                gossip(vec![
+                    entry("Zed.", 2, "c", 1, 0, 0),
+                    entry("MixedCase.", 2, "c", 2, 0, 0),
+                    entry("alpha.", 2, "c", 3, 0, 0),
+                ]),
+                NOW,
+                all_known,
+            )
+            .unwrap();
+        let names: Vec<_> = out.new.iter().map(|e| e.hostname.as_str()).collect();
+        assert_eq!(names, ["alpha.", "MixedCase.", "Zed."]);
+        assert_eq!(out.received.timestamp, NOW);
     }
 
     #[test]
@@ -576,8 +650,8 @@ mod tests {
         r.add("a.", "c", ip(1)).unwrap();
         r.add("b.", "c", ip(2)).unwrap();
         r.add("live.", "c", ip(3)).unwrap();
-        r.tombstone(NOW, "c", Some(ip(1)), None);
-        r.tombstone(NOW + 100, "c", Some(ip(2)), None);
+        r.tombstone(NOW, Some("c"), Some(ip(1)), None);
+        r.tombstone(NOW + 100, Some("c"), Some(ip(2)), None);
         assert_eq!(r.purge_tombstones(NOW + TOMBSTONE_TTL), 0);
         assert_eq!(r.purge_tombstones(NOW + TOMBSTONE_TTL + 1), 1);
         assert_eq!(r.len(), 2);
@@ -602,7 +676,7 @@ mod tests {
         assert_eq!(r.reverse(ip(5)), Some("alpha.weave.local."));
         assert_eq!(r.reverse(ip(4)), Some("MixedCase.weave.local."));
         assert_eq!(r.reverse(ip(99)), None);
-        r.tombstone(NOW, "c5", None, Some("alpha.weave.local."));
+        r.tombstone(NOW, Some("c5"), None, Some("alpha.weave.local."));
         assert_eq!(r.reverse(ip(5)), Some("zeta.weave.local."));
     }
 
@@ -648,7 +722,7 @@ mod tests {
             Err(RecordsError::Full { .. })
         ));
         // Updates of held entries still work when full.
-        assert_eq!(r.tombstone(NOW, "c", Some(ip(2)), None).len(), 1);
+        assert_eq!(r.tombstone(NOW, Some("c"), Some(ip(2)), None).len(), 1);
         assert_eq!(r.add("b.", "c", ip(2)).unwrap().version, 2);
     }
 }
