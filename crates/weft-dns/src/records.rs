@@ -372,9 +372,35 @@ impl Records {
     }
 }
 
+/// Combines two pending gossip messages into one, as Weave's `GossipData.Merge` does when
+/// the mesh coalesces updates for a connection: entries by key with the merge rule (higher
+/// version, then larger tombstone), in storage order, and the later timestamp.
+pub fn merge_gossip(into: &mut GossipData, other: GossipData) {
+    let mut table: BTreeMap<Key, Entry> = BTreeMap::new();
+    for e in std::mem::take(&mut into.entries)
+        .into_iter()
+        .chain(other.entries)
+    {
+        let key = Key::of(&e);
+        match table.get_mut(&key) {
+            Some(held) => {
+                if wins(&e, held) {
+                    *held = e;
+                }
+            }
+            None => {
+                table.insert(key, e);
+            }
+        }
+    }
+    into.entries = table.into_values().collect();
+    into.timestamp = into.timestamp.max(other.timestamp);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const NOW: i64 = 1_796_284_340;
 
@@ -624,6 +650,80 @@ mod tests {
         let names: Vec<_> = out.new.iter().map(|e| e.hostname.as_str()).collect();
         assert_eq!(names, ["alpha.", "MixedCase.", "Zed."]);
         assert_eq!(out.received.timestamp, NOW);
+    }
+
+    #[test]
+    fn merge_gossip_keeps_the_winner_of_each_key_and_the_later_time() {
+        let mut a = GossipData {
+            timestamp: 10,
+            entries: vec![entry("b.", 2, "c", 1, 1, 0), entry("a.", 2, "c", 2, 0, 0)],
+        };
+        let b = GossipData {
+            timestamp: 5,
+            entries: vec![entry("b.", 2, "c", 1, 1, 7), entry("A.", 2, "c", 3, 0, 0)],
+        };
+        merge_gossip(&mut a, b);
+        assert_eq!(a.timestamp, 10);
+        assert_eq!(
+            a.entries,
+            vec![
+                // Storage order: "a." and "A." are one name, then the address decides.
+                entry("a.", 2, "c", 2, 0, 0),
+                entry("A.", 2, "c", 3, 0, 0),
+                entry("b.", 2, "c", 1, 1, 7),
+            ]
+        );
+    }
+
+    fn arb_entry() -> impl Strategy<Value = Entry> {
+        (
+            prop::sample::select(vec!["a.", "A.", "b.", "web."]),
+            2u64..5,
+            prop::sample::select(vec!["c1", "c2"]),
+            1u8..4,
+            0i64..4,
+            prop::sample::select(vec![0i64, 0, 100, 200]),
+        )
+            .prop_map(|(h, o, c, d, v, t)| entry(h, o, c, d, v, t))
+    }
+
+    proptest! {
+        /// The table is a CRDT for entries of other origins: any order of any split of the
+        /// same messages gives the same table.
+        #[test]
+        fn prop_receive_order_does_not_matter(
+            msgs in prop::collection::vec(prop::collection::vec(arb_entry(), 0..6), 1..6),
+            seed in any::<u64>(),
+        ) {
+            let mut a = Records::new(peer(1));
+            for m in &msgs {
+                a.receive(gossip(m.clone()), NOW, all_known).unwrap();
+            }
+            let mut flat: Vec<Entry> = msgs.concat();
+            // A deterministic shuffle from the seed.
+            let mut x = seed | 1;
+            for i in (1..flat.len()).rev() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                flat.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            let mut b = Records::new(peer(1));
+            for e in flat {
+                b.receive(gossip(vec![e]), NOW, all_known).unwrap();
+            }
+            let ta: Vec<_> = a.entries().cloned().collect();
+            let tb: Vec<_> = b.entries().cloned().collect();
+            prop_assert_eq!(ta, tb);
+            // Merging the messages first gives the same table too.
+            let mut merged = GossipData::default();
+            for m in &msgs {
+                merge_gossip(&mut merged, gossip(m.clone()));
+            }
+            let mut c = Records::new(peer(1));
+            c.receive(merged, NOW, all_known).unwrap();
+            prop_assert_eq!(c.entries().cloned().collect::<Vec<_>>(), a.entries().cloned().collect::<Vec<_>>());
+        }
     }
 
     #[test]
