@@ -13,6 +13,9 @@
 //!   equal keys the higher version wins and at the same version the larger tombstone wins.
 //! * [`Records::remove_origin`] (peer GC) and [`Records::purge_tombstones`] (after
 //!   [`TOMBSTONE_TTL`]).
+//! * [`merge_gossip`] combines two pending messages (Weave's `GossipData.Merge`).
+//! * Beyond Weave: entries of one key in one message are merged in turn (Weave's sort check
+//!   would panic on them), and names differing only in case order by their spelling last.
 //!
 //! Memory is bounded: at most `max_entries` entries; a change that would go beyond refuses
 //! with [`RecordsError::Full`] and changes nothing.
