@@ -6,6 +6,8 @@
 //!   merge of received gossip (clock-skew check, unknown origins dropped, corrections of
 //!   entries claiming our origin, version/tombstone rules), peer GC, tombstone expiry and the
 //!   lookups the DNS server needs.
+//! * [`answer`]: the DNS responder (A, PTR, NXDOMAIN/NOERROR-empty, truncation, what to
+//!   forward upstream) as a pure function of the query bytes and the store.
 //!
 //! Pure: no sockets, clocks or threads. Times (unix seconds) are passed in by the caller.
 
@@ -20,10 +22,12 @@
     )
 )]
 
+pub mod answer;
 pub mod codec;
 pub mod records;
 pub mod wire;
 
+pub use answer::{answer, AnswerConfig, Decision, Transport};
 pub use codec::{decode_gossip, encode_gossip, CodecError, TypeIds};
 pub use records::{Received, Records, RecordsError};
 pub use wire::{Entry, GossipData};
