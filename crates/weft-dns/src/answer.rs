@@ -328,7 +328,7 @@ fn put_name(out: &mut Vec<u8>, labels: &[Vec<u8>]) {
     out.push(0);
 }
 
-/// Header bytes 2 and 3 for a reply: QR, opcode, AA, TC, RD and CD copied, RA, rcode.
+/// Header bytes 2 and 3 for a reply: QR, the opcode, AA, TC, RD and CD of a QUERY, RA, rcode.
 fn flags(header: &Header, aa: bool, tc: bool, rcode: u8) -> [u8; 2] {
     let opcode = u8::from(header.metadata.op_code) & 0x0f;
     let mut hi = 0x80 | (opcode << 3);
@@ -338,17 +338,19 @@ fn flags(header: &Header, aa: bool, tc: bool, rcode: u8) -> [u8; 2] {
     if tc {
         hi |= 0x02;
     }
-    if header.metadata.recursion_desired {
+    // miekg/dns `SetReply` copies RD and CD for QUERY only.
+    let query = header.metadata.op_code == OpCode::Query;
+    if query && header.metadata.recursion_desired {
         hi |= 0x01;
     }
     let mut lo = 0x80 | (rcode & 0x0f);
-    if header.metadata.checking_disabled {
+    if query && header.metadata.checking_disabled {
         lo |= 0x10;
     }
     [hi, lo]
 }
 
-/// A reply without a question (FORMERR, NOTIMP): the query's ID, opcode, RD and CD.
+/// A reply without a question (FORMERR, NOTIMP): the query's ID and opcode (RD and CD of a QUERY).
 fn error_reply(header: &Header, rcode: u8) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN);
     out.extend_from_slice(&header.metadata.id.to_be_bytes());

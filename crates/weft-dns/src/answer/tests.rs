@@ -400,9 +400,11 @@ fn garbage_is_dropped_and_malformed_queries_get_formerr() {
         .map(|(i, b)| if i == 5 { 0 } else { *b })
         .collect::<Vec<_>>();
     assert_eq!(reply(&none, Transport::Udp, &r)[3], 0x81);
-    // Opcode STATUS (2): not implemented.
+    // Opcode STATUS (2) with RD and CD: not implemented, RD and CD not copied (as miekg's
+    // SetReply, which copies them for QUERY only).
     let mut st = q.clone();
-    st[2] = 0x10;
+    st[2] = 0x11;
+    st[3] |= 0x10;
     assert_eq!(reply(&st, Transport::Udp, &r)[2..4], [0x90, 0x84]);
 }
 
