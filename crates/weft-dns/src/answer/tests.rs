@@ -411,12 +411,37 @@ fn garbage_is_dropped_and_malformed_queries_get_formerr() {
 proptest! {
     /// Random bytes never panic; a reply always starts with the query's ID and parses.
     #[test]
-    fn prop_random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600), tcp in any::<bool>()) {
+    fn prop_random_bytes_never_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..600),
+        tcp in any::<bool>(),
+    ) {
         let r = store();
         let t = if tcp { Transport::Tcp } else { Transport::Udp };
         if let Decision::Reply(b) = ask(&bytes, t, &r) {
             prop_assert_eq!(&b[..2], &bytes[..2]);
             prop_assert!(Message::from_vec(&b).is_ok());
+        }
+    }
+
+    /// A query header (QUERY, one question, maybe an additional record) and random bytes
+    /// after it: a reply (FORMERR or an answer) with the query's ID, never a panic.
+    #[test]
+    fn prop_header_and_random_body_never_panic(
+        id in any::<u16>(),
+        ar in 0u8..3,
+        body in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let r = store();
+        let mut q = id.to_be_bytes().to_vec();
+        q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, ar]);
+        q.extend_from_slice(&body);
+        match ask(&q, Transport::Udp, &r) {
+            Decision::Reply(b) => {
+                prop_assert_eq!(&b[..2], &q[..2]);
+                prop_assert!(Message::from_vec(&b).is_ok());
+            }
+            Decision::Forward => {}
+            Decision::Drop => prop_assert!(false, "a query header is never dropped"),
         }
     }
 
