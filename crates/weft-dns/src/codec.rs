@@ -16,7 +16,9 @@
 
 use std::net::Ipv4Addr;
 
-use weft_gob::wire::{put_bytes, put_int, put_uint, StructFields};
+use weft_gob::wire::{
+    put_int, put_slice_type, put_struct_type, put_type_definition, put_uint, StructFields,
+};
 use weft_gob::{DecodeError, Decoder, Limits, StructValue, Utf8Policy, Value};
 use weft_mesh::PeerName;
 
@@ -102,11 +104,11 @@ pub fn encode_gossip(data: &GossipData) -> Vec<u8> {
 pub fn encode_gossip_with_ids(data: &GossipData, ids: TypeIds) -> Vec<u8> {
     let mut out = Vec::with_capacity(200 + data.entries.len() * 110);
     let gd = [("Timestamp", INT), ("Entries", ids.entries())];
-    emit(&mut out, ids.gossip_data, |d| {
-        struct_def(d, "GossipData", ids.gossip_data, &gd)
+    put_type_definition(&mut out, ids.gossip_data, |d| {
+        put_struct_type(d, "GossipData", ids.gossip_data, &gd)
     });
-    emit(&mut out, ids.entries(), |d| {
-        slice_def(d, "Entries", ids.entries(), ids.entry())
+    put_type_definition(&mut out, ids.entries(), |d| {
+        put_slice_type(d, "Entries", ids.entries(), ids.entry())
     });
     let entry = [
         ("ContainerID", STRING),
@@ -116,8 +118,8 @@ pub fn encode_gossip_with_ids(data: &GossipData, ids: TypeIds) -> Vec<u8> {
         ("Version", INT),
         ("Tombstone", INT),
     ];
-    emit(&mut out, ids.entry(), |d| {
-        struct_def(d, "Entry", ids.entry(), &entry)
+    put_type_definition(&mut out, ids.entry(), |d| {
+        put_struct_type(d, "Entry", ids.entry(), &entry)
     });
 
     let mut body = Vec::with_capacity(16 + data.entries.len() * 110);
@@ -142,56 +144,6 @@ pub fn encode_gossip_with_ids(data: &GossipData, ids: TypeIds) -> Vec<u8> {
     put_uint(&mut out, body.len() as u64);
     out.extend_from_slice(&body);
     out
-}
-
-/// Writes the definition message of type `id`, whose `wireType` `build` writes.
-fn emit(out: &mut Vec<u8>, id: i64, build: impl FnOnce(&mut Vec<u8>)) {
-    let mut wire_type = Vec::with_capacity(128);
-    build(&mut wire_type);
-    let mut head = Vec::with_capacity(4);
-    put_int(&mut head, -id);
-    put_uint(out, (head.len() + wire_type.len()) as u64);
-    out.extend_from_slice(&head);
-    out.extend_from_slice(&wire_type);
-}
-
-/// `CommonType{Name, Id}` (also the shape of `fieldType{Name, Id}`), zero fields omitted.
-fn named_id(out: &mut Vec<u8>, name: &str, id: i64) {
-    let mut delta = 1;
-    if name.is_empty() {
-        delta = 2;
-    } else {
-        put_uint(out, 1);
-        put_bytes(out, name.as_bytes());
-    }
-    put_uint(out, delta);
-    put_int(out, id);
-    out.push(0);
-}
-
-/// `wireType{StructT: &structType{CommonType, Field}}`.
-fn struct_def(out: &mut Vec<u8>, name: &str, id: i64, fields: &[(&str, i64)]) {
-    put_uint(out, 3); // wireType.StructT
-    put_uint(out, 1); // structType.CommonType
-    named_id(out, name, id);
-    put_uint(out, 1); // structType.Field
-    put_uint(out, fields.len() as u64);
-    for (fname, fid) in fields {
-        named_id(out, fname, *fid);
-    }
-    out.push(0); // end structType
-    out.push(0); // end wireType
-}
-
-/// `wireType{SliceT: &sliceType{CommonType, Elem}}`.
-fn slice_def(out: &mut Vec<u8>, name: &str, id: i64, elem: i64) {
-    put_uint(out, 2); // wireType.SliceT
-    put_uint(out, 1); // sliceType.CommonType
-    named_id(out, name, id);
-    put_uint(out, 1); // sliceType.Elem
-    put_int(out, elem);
-    out.push(0);
-    out.push(0);
 }
 
 // ---------------------------------------------------------------------------------- decoding

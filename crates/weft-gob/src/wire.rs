@@ -217,6 +217,71 @@ impl<'b> StructFields<'b> {
     }
 }
 
+/// Writes the definition message of type `id` (length, `-id`, the `wireType`), whose
+/// `wireType` `build` writes: a hand-written encoder can so define types exactly as Go names
+/// them (slices and maps with names, structs without), which [`crate::GobType`] cannot express.
+pub fn put_type_definition(out: &mut Vec<u8>, id: i64, build: impl FnOnce(&mut Vec<u8>)) {
+    let mut wire_type = Vec::with_capacity(128);
+    build(&mut wire_type);
+    let mut head = Vec::with_capacity(4);
+    put_int(&mut head, -id);
+    put_uint(out, (head.len() + wire_type.len()) as u64);
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&wire_type);
+}
+
+/// `CommonType{Name, Id}` (also the shape of `fieldType{Name, Id}`), zero fields omitted.
+fn put_named_id(out: &mut Vec<u8>, name: &str, id: i64) {
+    let mut delta = 1;
+    if name.is_empty() {
+        delta = 2;
+    } else {
+        put_uint(out, 1);
+        put_bytes(out, name.as_bytes());
+    }
+    put_uint(out, delta);
+    put_int(out, id);
+    out.push(0);
+}
+
+/// `wireType{StructT: &structType{CommonType{name, id}, Field: fields}}` (field name, type id).
+pub fn put_struct_type(out: &mut Vec<u8>, name: &str, id: i64, fields: &[(&str, i64)]) {
+    put_uint(out, 3); // wireType.StructT
+    put_uint(out, 1); // structType.CommonType
+    put_named_id(out, name, id);
+    put_uint(out, 1); // structType.Field
+    put_uint(out, fields.len() as u64);
+    for (fname, fid) in fields {
+        put_named_id(out, fname, *fid);
+    }
+    out.push(0); // end structType
+    out.push(0); // end wireType
+}
+
+/// `wireType{SliceT: &sliceType{CommonType{name, id}, Elem: elem}}`.
+pub fn put_slice_type(out: &mut Vec<u8>, name: &str, id: i64, elem: i64) {
+    put_uint(out, 2); // wireType.SliceT
+    put_uint(out, 1); // sliceType.CommonType
+    put_named_id(out, name, id);
+    put_uint(out, 1); // sliceType.Elem
+    put_int(out, elem);
+    out.push(0);
+    out.push(0);
+}
+
+/// `wireType{MapT: &mapType{CommonType{name, id}, Key: key, Elem: elem}}`.
+pub fn put_map_type(out: &mut Vec<u8>, name: &str, id: i64, key: i64, elem: i64) {
+    put_uint(out, 4); // wireType.MapT
+    put_uint(out, 1); // mapType.CommonType
+    put_named_id(out, name, id);
+    put_uint(out, 1); // mapType.Key
+    put_int(out, key);
+    put_uint(out, 1); // mapType.Elem
+    put_int(out, elem);
+    out.push(0);
+    out.push(0);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,7 +28,10 @@
 
 use std::collections::BTreeMap;
 
-use weft_gob::wire::{put_bytes, put_int, put_uint, StructFields};
+use weft_gob::wire::{
+    put_bytes, put_int, put_map_type, put_slice_type, put_struct_type, put_type_definition,
+    put_uint, StructFields,
+};
 use weft_gob::{DecodeError, Decoder, Limits, StructValue, Utf8Policy, Value};
 use weft_mesh::PeerName;
 
@@ -226,8 +229,8 @@ pub fn encode_persisted_ring(ring: &RingWire) -> Vec<u8> {
 
 fn range_message(kind: u8, r: &Range, ids: TypeIds) -> Vec<u8> {
     let mut out = vec![kind];
-    emit(&mut out, ids.range, |d| {
-        struct_def(d, "Range", ids.range, &[("Start", UINT), ("End", UINT)])
+    put_type_definition(&mut out, ids.range, |d| {
+        put_struct_type(d, "Range", ids.range, &[("Start", UINT), ("End", UINT)])
     });
     let mut body = Vec::new();
     put_int(&mut body, ids.range);
@@ -249,31 +252,37 @@ fn gossip_state_defs(out: &mut Vec<u8>, ids: TypeIds) {
         ("Paxos", g(PAXOS)),
         ("Ring", ids.ring(RING)),
     ];
-    emit(out, g(GS), |d| struct_def(d, "gossipState", g(GS), &fields));
-    emit(out, g(NICKS), |d| {
-        map_def(d, "map[mesh.PeerName]string", g(NICKS), UINT, STRING)
+    put_type_definition(out, g(GS), |d| {
+        put_struct_type(d, "gossipState", g(GS), &fields)
     });
-    emit(out, g(PAXOS), |d| {
-        map_def(d, "GossipState", g(PAXOS), g(NODE_ID), g(CLAIMS))
+    put_type_definition(out, g(NICKS), |d| {
+        put_map_type(d, "map[mesh.PeerName]string", g(NICKS), UINT, STRING)
     });
-    emit(out, g(NODE_ID), |d| {
-        struct_def(d, "", g(NODE_ID), &[("Name", UINT), ("UID", UINT)])
+    put_type_definition(out, g(PAXOS), |d| {
+        put_map_type(d, "GossipState", g(PAXOS), g(NODE_ID), g(CLAIMS))
+    });
+    put_type_definition(out, g(NODE_ID), |d| {
+        put_struct_type(d, "", g(NODE_ID), &[("Name", UINT), ("UID", UINT)])
     });
     let claims = [
         ("Promise", g(PROPOSAL)),
         ("Accepted", g(PROPOSAL)),
         ("AcceptedVal", g(ACCEPTED_VALUE)),
     ];
-    emit(out, g(CLAIMS), |d| struct_def(d, "", g(CLAIMS), &claims));
+    put_type_definition(out, g(CLAIMS), |d| {
+        put_struct_type(d, "", g(CLAIMS), &claims)
+    });
     let proposal = [("Round", UINT), ("Proposer", g(NODE_ID))];
-    emit(out, g(PROPOSAL), |d| {
-        struct_def(d, "ProposalID", g(PROPOSAL), &proposal)
+    put_type_definition(out, g(PROPOSAL), |d| {
+        put_struct_type(d, "ProposalID", g(PROPOSAL), &proposal)
     });
     let value = [("Value", g(VALUE)), ("Origin", g(PROPOSAL))];
-    emit(out, g(ACCEPTED_VALUE), |d| {
-        struct_def(d, "AcceptedValue", g(ACCEPTED_VALUE), &value)
+    put_type_definition(out, g(ACCEPTED_VALUE), |d| {
+        put_struct_type(d, "AcceptedValue", g(ACCEPTED_VALUE), &value)
     });
-    emit(out, g(VALUE), |d| slice_def(d, "Value", g(VALUE), UINT));
+    put_type_definition(out, g(VALUE), |d| {
+        put_slice_type(d, "Value", g(VALUE), UINT)
+    });
     ring_defs(out, ids);
 }
 
@@ -287,9 +296,9 @@ fn ring_defs(out: &mut Vec<u8>, ids: TypeIds) {
         ("Entries", r(ENTRIES)),
         ("Seeds", r(SEEDS)),
     ];
-    emit(out, r(RING), |d| struct_def(d, "Ring", r(RING), &ring));
-    emit(out, r(ENTRIES), |d| {
-        slice_def(d, "entries", r(ENTRIES), r(ENTRY))
+    put_type_definition(out, r(RING), |d| put_struct_type(d, "Ring", r(RING), &ring));
+    put_type_definition(out, r(ENTRIES), |d| {
+        put_slice_type(d, "entries", r(ENTRIES), r(ENTRY))
     });
     let entry = [
         ("Token", UINT),
@@ -297,84 +306,16 @@ fn ring_defs(out: &mut Vec<u8>, ids: TypeIds) {
         ("Version", UINT),
         ("Free", UINT),
     ];
-    emit(out, r(ENTRY), |d| struct_def(d, "", r(ENTRY), &entry));
-    emit(out, r(SEEDS), |d| {
-        slice_def(d, "[]mesh.PeerName", r(SEEDS), UINT)
+    put_type_definition(out, r(ENTRY), |d| put_struct_type(d, "", r(ENTRY), &entry));
+    put_type_definition(out, r(SEEDS), |d| {
+        put_slice_type(d, "[]mesh.PeerName", r(SEEDS), UINT)
     });
-}
-
-/// Writes the definition of type `id`, whose `wireType` `build` writes.
-fn emit(out: &mut Vec<u8>, id: i64, build: impl FnOnce(&mut Vec<u8>)) {
-    let mut wire_type = Vec::with_capacity(64);
-    build(&mut wire_type);
-    definition(out, id, &wire_type);
 }
 
 /// One gob message: length, then `body` (which starts with the type id).
 fn message(out: &mut Vec<u8>, body: &[u8]) {
     put_uint(out, body.len() as u64);
     out.extend_from_slice(body);
-}
-
-/// One definition message: length, `-id`, the `wireType`.
-fn definition(out: &mut Vec<u8>, id: i64, wire_type: &[u8]) {
-    let mut head = Vec::with_capacity(4);
-    put_int(&mut head, -id);
-    put_uint(out, (head.len() + wire_type.len()) as u64);
-    out.extend_from_slice(&head);
-    out.extend_from_slice(wire_type);
-}
-
-/// `CommonType{Name, Id}`, zero fields omitted. `fieldType{Name, Id}` has the same shape.
-fn named_id(out: &mut Vec<u8>, name: &str, id: i64) {
-    let mut delta = 1;
-    if name.is_empty() {
-        delta = 2;
-    } else {
-        put_uint(out, 1);
-        put_bytes(out, name.as_bytes());
-    }
-    put_uint(out, delta);
-    put_int(out, id);
-    out.push(0);
-}
-
-/// `wireType{StructT: &structType{CommonType, Field}}`.
-fn struct_def(out: &mut Vec<u8>, name: &str, id: i64, fields: &[(&str, i64)]) {
-    put_uint(out, 3); // wireType.StructT
-    put_uint(out, 1); // structType.CommonType
-    named_id(out, name, id);
-    put_uint(out, 1); // structType.Field
-    put_uint(out, fields.len() as u64);
-    for (fname, fid) in fields {
-        named_id(out, fname, *fid);
-    }
-    out.push(0); // end structType
-    out.push(0); // end wireType
-}
-
-/// `wireType{SliceT: &sliceType{CommonType, Elem}}`.
-fn slice_def(out: &mut Vec<u8>, name: &str, id: i64, elem: i64) {
-    put_uint(out, 2); // wireType.SliceT
-    put_uint(out, 1); // sliceType.CommonType
-    named_id(out, name, id);
-    put_uint(out, 1); // sliceType.Elem
-    put_int(out, elem);
-    out.push(0);
-    out.push(0);
-}
-
-/// `wireType{MapT: &mapType{CommonType, Key, Elem}}`.
-fn map_def(out: &mut Vec<u8>, name: &str, id: i64, key: i64, elem: i64) {
-    put_uint(out, 4); // wireType.MapT
-    put_uint(out, 1); // mapType.CommonType
-    named_id(out, name, id);
-    put_uint(out, 1); // mapType.Key
-    put_int(out, key);
-    put_uint(out, 1); // mapType.Elem
-    put_int(out, elem);
-    out.push(0);
-    out.push(0);
 }
 
 fn put_node_id(out: &mut Vec<u8>, n: &NodeId) {
