@@ -23,31 +23,6 @@ struct Msg {
     ids: TypeIds,
 }
 
-/// Splits one direction of a mesh TCP stream (unencrypted) into messages: the 7-byte protocol
-/// header, the crypto flag, the features, then `u32 length | tag | body` (as weavegossip.py).
-fn mesh_messages(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    let mut out = Vec::new();
-    if bytes.len() < 8 {
-        return out;
-    }
-    assert_eq!(bytes[7], 0, "capture (e) has no password");
-    let mut rest = &bytes[8..];
-    let mut first = true;
-    while rest.len() >= 4 {
-        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-        if rest.len() < 4 + len {
-            break; // cut by a kill at the end of the capture
-        }
-        let body = &rest[4..4 + len];
-        rest = &rest[4 + len..];
-        if std::mem::take(&mut first) || body.is_empty() {
-            continue; // the features
-        }
-        out.push((body[0], body[1..].to_vec()));
-    }
-    out
-}
-
 /// Every nameserver message, with the count of decode errors.
 fn nameserver_messages() -> (Vec<Msg>, usize) {
     let cap = Capture::open(conformance::dir().join("e-dns-2peer.pcap")).unwrap();
@@ -58,7 +33,7 @@ fn nameserver_messages() -> (Vec<Msg>, usize) {
             continue;
         }
         for bytes in [&s.client_bytes, &s.server_bytes] {
-            for (tag, body) in mesh_messages(bytes) {
+            for (tag, body) in conformance::plain_mesh_messages(bytes) {
                 if !matches!(tag, 4..=6) {
                     continue;
                 }

@@ -525,16 +525,7 @@ impl Allocator {
     }
 
     fn send_ring_update(&mut self, dst: PeerName, now: Now) {
-        let payload = match codec::decode_gossip(&self.encode(now)) {
-            Ok(state) => codec::encode_unicast(&Unicast::RingUpdate(state)),
-            Err(e) => {
-                tracing::error!(
-                    "[allocator {}] cannot encode ring update: {e}",
-                    self.cfg.name
-                );
-                return;
-            }
-        };
+        let payload = codec::encode_unicast(&Unicast::RingUpdate(self.state(now)));
         self.step.push(Output::Unicast { dst, payload });
     }
 

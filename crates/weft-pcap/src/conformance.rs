@@ -103,3 +103,33 @@ pub fn keylog(capture: &str) -> Vec<KeylogEntry> {
     );
     entries
 }
+
+/// The messages of one direction of an unencrypted mesh TCP stream, as `(tag, body)`: skips
+/// the 7-byte protocol header, the crypto flag and the features, then splits
+/// `u32 length | tag | body` (as `weavegossip.py` does). A message cut off at the end of the
+/// capture (a router killed mid-stream) is left out.
+pub fn plain_mesh_messages(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    if bytes.len() < 8 {
+        return out;
+    }
+    assert_eq!(
+        bytes[7], 0,
+        "an encrypted stream: use the keylog to decrypt it"
+    );
+    let mut rest = &bytes[8..];
+    let mut first = true;
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if rest.len() < 4 + len {
+            break;
+        }
+        let body = &rest[4..4 + len];
+        rest = &rest[4 + len..];
+        if std::mem::take(&mut first) || body.is_empty() {
+            continue; // the features
+        }
+        out.push((body[0], body[1..].to_vec()));
+    }
+    out
+}
