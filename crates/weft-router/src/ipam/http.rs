@@ -58,21 +58,7 @@ fn flag(pairs: &[(String, String)], key: &str) -> bool {
 
 /// A subnet from the path, with Weave's checks and messages.
 fn subnet(net: &str, len: &str) -> Result<Cidr, Response> {
-    let text = format!("{net}/{len}");
-    let cidr: Cidr = text
-        .parse()
-        .map_err(|e| bad(format!("invalid CIDR {text}: {e}")))?;
-    if !cidr.is_canonical() {
-        return Err(bad(format!(
-            "invalid subnet - bits after network prefix are not all zero: {text}"
-        )));
-    }
-    if cidr.size() < 4 {
-        return Err(bad(format!(
-            "invalid subnet - smaller than minimum size 4: {text}"
-        )));
-    }
-    Ok(cidr)
+    weft_ipam::addr::parse_subnet(&format!("{net}/{len}")).map_err(bad)
 }
 
 fn plain(body: String) -> Response {
